@@ -1,0 +1,146 @@
+"""Typed configuration dataclasses, loaded strictly from YAML (unknown keys are errors)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+T = TypeVar("T")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of an energy model.
+
+    Attributes
+    ----------
+    backbone : str
+        ``"egnn"``.
+    hidden_nf : int
+        Width (paper: 128).
+    n_layers : int
+        Depth (paper: 7).
+    attention : bool
+        EGNN message gate.
+    head : str
+        ``"atomwise"`` (MD17 fine-tuning) or ``"pooled"`` (pretraining energy head).
+    noise_levels : int
+        Classes of the INP head; 0 for no INP head.
+    """
+
+    backbone: str = "egnn"
+    hidden_nf: int = 128
+    n_layers: int = 7
+    attention: bool = True
+    head: str = "atomwise"
+    noise_levels: int = 0
+
+
+@dataclass
+class FinetuneConfig:
+    """Energy + force fine-tuning on one molecule (method doc 4.1 defaults).
+
+    Attributes
+    ----------
+    data : str
+        rMD17 per-split file (``rmd17_<mol>_train_01.npz``) or archive ``.npz``.
+    test_data : str, optional
+        Frames for the final test MAE.
+    n_train, n_val : int
+        Frames drawn (seeded) from ``data`` for training and validation.
+    pretrained : str, optional
+        Checkpoint whose backbone is transferred (heads fresh).
+    init : str
+        Initialisation from scratch: ``"default"`` (PyTorch) or ``"paper"`` (Kaiming-uniform on every weight).
+    energy_weight, force_weight : float
+        Loss weights (paper 0.2 / 0.8).
+    loss : str
+        ``"l1"`` (paper), ``"mse"``, or ``"mse_then_l1"`` (MSE for ``warmup_epochs``, then L1).
+    lr : float
+        Adam learning rate (paper 5e-4).
+    scheduler : str
+        ``"plateau"`` (paper: ReduceLROnPlateau factor 0.9, patience 30) or ``"cosine"``.
+    """
+
+    data: str = ""
+    test_data: str | None = None
+    n_train: int = 950
+    n_val: int = 50
+    label_set: str = "rmd17"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrained: str | None = None
+    init: str = "default"
+    epochs: int = 1500
+    batch_size: int = 100
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 0.0
+    scheduler: str = "plateau"
+    plateau_factor: float = 0.9
+    plateau_patience: int = 30
+    energy_weight: float = 0.2
+    force_weight: float = 0.8
+    loss: str = "l1"
+    warmup_epochs: int = 0
+    max_wall_time_s: float | None = None
+    seed: int = 2021
+    threads: int | None = None
+    dtype: str = "float32"
+
+
+@dataclass
+class MDConfig:
+    """Molecular dynamics run (ASE units)."""
+
+    structure: str = "aspirin"
+    model: str | None = None
+    ensemble: str = "langevin"
+    temperature_K: float = 300.0
+    timestep_fs: float = 0.5
+    steps: int = 1000
+    friction_per_fs: float = 0.01
+    seed: int = 0
+    interval: int = 10
+    dtype: str = "float32"
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
+    """Build a dataclass from a dict, recursing into nested dataclasses.
+
+    Raises
+    ------
+    ValueError
+        On an unknown key (named in the message) or a value that is not a mapping.
+    """
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown key(s) {unknown}; known keys are {sorted(names)}")
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            value = from_dict(hint, value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_yaml(cls: type[T], path: str | Path, overrides: dict[str, Any] | None = None) -> T:
+    """Load a dataclass config from YAML; ``overrides`` (top-level keys) win over the file."""
+    import yaml
+
+    text = Path(path).read_text()
+    data = yaml.safe_load(text) or {}
+    data.update(overrides or {})
+    return from_dict(cls, data)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """JSON-able dict of a config dataclass."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,1 @@
+"""Data layer: featurisation, frozen topology, batched graphs and datasets."""

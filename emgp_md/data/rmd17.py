@@ -1,0 +1,127 @@
+"""rMD17 loaders: the per-split files of ``shared/data/rmd17`` and the official archive layout.
+
+Units are explicit: coordinates in Å, energies in kcal/mol, forces in kcal/mol/Å (the npz native
+units at PBE/def2-SVP; ``label_set="md17"`` selects the original MD17 labels ``old_energies`` and
+``old_forces``, PBE+vdW-TS, same units).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MOLECULES = ("aspirin", "benzene", "ethanol", "malonaldehyde", "naphthalene", "salicylic", "toluene", "uracil")
+ENERGY_UNIT = "kcal/mol"
+FORCE_UNIT = "kcal/mol/Angstrom"
+
+
+@dataclass
+class Frames:
+    """Labelled frames of one molecule.
+
+    Attributes
+    ----------
+    z : (n_atoms,) int64
+    coords : (n_frames, n_atoms, 3) float64, Å
+    energies : (n_frames,) float64, kcal/mol
+    forces : (n_frames, n_atoms, 3) float64, kcal/mol/Å
+    source : str
+        Where the frames came from (path and split).
+    """
+
+    z: np.ndarray
+    coords: np.ndarray
+    energies: np.ndarray
+    forces: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.coords.shape[0])
+
+    def subset(self, idx: np.ndarray) -> "Frames":
+        idx = np.asarray(idx, dtype=np.int64)
+        return Frames(self.z, self.coords[idx], self.energies[idx], self.forces[idx], self.source)
+
+
+def _labels(data: np.lib.npyio.NpzFile, label_set: str) -> tuple[np.ndarray, np.ndarray]:
+    if label_set == "rmd17":
+        return data["energies"], data["forces"]
+    if label_set == "md17":
+        return data["old_energies"], data["old_forces"]
+    raise ValueError(f"unknown label_set {label_set!r}; use 'rmd17' or 'md17'")
+
+
+def load_frames(path: str | Path, label_set: str = "rmd17", indices: np.ndarray | None = None) -> Frames:
+    """Load an rMD17 npz (a per-split file or a whole-molecule archive file).
+
+    Parameters
+    ----------
+    path : path to ``.npz`` with keys ``nuclear_charges``, ``coords``, ``energies``, ``forces``.
+    label_set : ``"rmd17"`` or ``"md17"``.
+    indices : optional frame indices to keep (e.g. an official split).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"rMD17 file {str(path)!r} does not exist")
+    with np.load(path) as data:
+        missing = {"nuclear_charges", "coords"} - set(data.files)
+        if missing:
+            raise ValueError(f"{str(path)!r} lacks rMD17 keys {sorted(missing)}; it has {data.files}")
+        energies, forces = _labels(data, label_set)
+        frames = Frames(
+            z=data["nuclear_charges"].astype(np.int64),
+            coords=data["coords"].astype(np.float64),
+            energies=energies.astype(np.float64).reshape(-1),
+            forces=forces.astype(np.float64),
+            source=str(path),
+        )
+    if indices is not None:
+        frames = frames.subset(indices)
+        frames.source += f"[{len(indices)} frames]"
+    return frames
+
+
+def read_split_indices(path: str | Path) -> np.ndarray:
+    """Read an official ``splits/index_{train,test}_0K.csv`` (one integer per line, header allowed)."""
+    values = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip().strip(",")
+        if line and line.lstrip("-").isdigit():
+            values.append(int(line))
+    return np.asarray(values, dtype=np.int64)
+
+
+def load_archive_split(
+    root: str | Path, molecule: str, split: str = "train", index: int = 1, label_set: str = "rmd17"
+) -> Frames:
+    """Frames of one split from the official archive layout.
+
+    ``root/npz_data/rmd17_<molecule>.npz`` and ``root/splits/index_<split>_0<index>.csv``.
+    """
+    root = Path(root)
+    indices = read_split_indices(root / "splits" / f"index_{split}_{index:02d}.csv")
+    return load_frames(root / "npz_data" / f"rmd17_{molecule}.npz", label_set, indices)
+
+
+def default_data_dir() -> Path:
+    """``$EMGP_MD_DATA`` or ``../shared/data`` next to the current folder (the project layout)."""
+    return Path(os.environ.get("EMGP_MD_DATA", Path.cwd().parent / "shared" / "data"))
+
+
+def split_path(molecule: str, split: str = "train", index: int = 1, root: str | Path | None = None) -> Path:
+    """Path of a per-split file ``rmd17_<molecule>_<split>_0<index>.npz``."""
+    if molecule not in MOLECULES:
+        raise ValueError(f"unknown rMD17 molecule {molecule!r}; known: {list(MOLECULES)}")
+    base = Path(root) if root is not None else default_data_dir() / "rmd17"
+    return base / f"rmd17_{molecule}_{split}_{index:02d}.npz"
+
+
+def train_val_split(n_frames: int, n_train: int, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded disjoint train/validation indices."""
+    if n_train + n_val > n_frames:
+        raise ValueError(f"n_train + n_val = {n_train + n_val} exceeds the {n_frames} frames available")
+    perm = np.random.default_rng(seed).permutation(n_frames)
+    return np.sort(perm[:n_train]), np.sort(perm[n_train : n_train + n_val])

@@ -1,0 +1,75 @@
+"""An energy model = backbone + invariant energy head + energy normalisation (composition).
+
+The model returns ``scale * head(backbone(graph))`` in its energy unit; the constant
+``energy_shift`` (e.g. the mean total energy of a molecule, ~ -4·10⁵ kcal/mol for aspirin) is
+added separately in float64 by :meth:`EnergyModel.total_energy`, because float32 cannot resolve
+such energies better than ~0.03 kcal/mol (method doc 7.7).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from emgp_md.data.graph import GraphBatch
+from emgp_md.models.heads import NoiseLevelHead, PooledEnergyHead
+
+
+class EnergyModel(nn.Module):
+    """Energy of each molecule of a batch.
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        Maps ``(z, pos, edge_index, edge_type)`` to ``(h, pos_out)``.
+    head : nn.Module
+        Maps ``(h, batch, n_graphs)`` to (n_graphs,) energies.
+    noise_head : NoiseLevelHead, optional
+        INP classifier, present in pretraining models.
+    energy_scale : float
+        Multiplies the head output (model energy unit).
+    energy_shift : float
+        Added in float64 by :meth:`total_energy` (model energy unit).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        noise_head: NoiseLevelHead | None = None,
+        energy_scale: float = 1.0,
+        energy_shift: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.noise_head = noise_head
+        self.energy_scale = float(energy_scale)
+        self.energy_shift = float(energy_shift)
+
+    def node_features(self, graph: GraphBatch) -> torch.Tensor:
+        """(n_atoms, hidden_nf) invariant node features."""
+        h, _ = self.backbone(graph.z, graph.pos, graph.edge_index, graph.edge_type)
+        return h
+
+    def forward(self, graph: GraphBatch) -> torch.Tensor:
+        """Energies without the constant shift.
+
+        Returns
+        -------
+        (n_graphs,) float, model energy unit
+        """
+        h = self.node_features(graph)
+        return self.head(h, graph.batch, graph.n_graphs) * self.energy_scale
+
+    def energy_and_pooled(self, graph: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Energies (n_graphs,) and the pooled representation (n_graphs, hidden_nf) for INP."""
+        if not isinstance(self.head, PooledEnergyHead):
+            raise TypeError("a pooled representation needs the pretraining head ('pooled')")
+        h = self.node_features(graph)
+        pooled = self.head.pool(h, graph.batch, graph.n_graphs)
+        return self.head.graph_dec(pooled).squeeze(1) * self.energy_scale, pooled
+
+    def total_energy(self, energy: torch.Tensor) -> torch.Tensor:
+        """Add the constant shift in float64. ``energy``: (n_graphs,) from :meth:`forward`."""
+        return energy.detach().to(torch.float64) + self.energy_shift

@@ -1,0 +1,36 @@
+"""Forces as the negative gradient of the energy: the one place they are computed."""
+
+from __future__ import annotations
+
+import torch
+
+from emgp_md.data.graph import GraphBatch
+
+
+def energy_and_forces(
+    model: torch.nn.Module, graph: GraphBatch, training: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Energy and forces ``F = -∂E/∂pos`` by autograd, from one forward and one backward pass.
+
+    Parameters
+    ----------
+    model : EnergyModel
+        Returns (n_graphs,) energies from a :class:`GraphBatch`.
+    graph : GraphBatch
+        Positions (n_atoms, 3) in Å.
+    training : bool
+        Keep the graph of the gradient (``create_graph=True``) so a force loss can be
+        back-propagated. Off for inference, MD and evaluation.
+
+    Returns
+    -------
+    energy : (n_graphs,) model energy unit, without the constant shift
+    forces : (n_atoms, 3) model energy unit per Å
+    """
+    with torch.enable_grad():
+        pos = graph.pos.detach().requires_grad_(True)
+        energy = model(graph.with_pos(pos))
+        (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=training)
+    if not training:
+        energy = energy.detach()
+    return energy, -grad

@@ -1,0 +1,1 @@
+"""Training: fine-tuning on energies and forces, evaluation, resumable state."""

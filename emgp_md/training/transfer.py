@@ -1,0 +1,46 @@
+"""Backbone transfer from a pretrained checkpoint (heads are always fresh, method doc 4.1)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import torch
+
+from emgp_md.config import ModelConfig, from_dict
+from emgp_md.models.checkpoint import read_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def pretrained_backbone(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
+    """Backbone weights (keys without the ``backbone.`` prefix) and architecture of a checkpoint.
+
+    Accepts an emgp-md checkpoint or the authors' raw ``checkpoint-3dmgp`` (imported on the fly).
+    """
+    try:
+        state, meta = read_checkpoint(path)
+        cfg = from_dict(ModelConfig, meta["model"])
+    except ValueError as exc:
+        if "authors' 3D-EMGP checkpoint" not in str(exc):
+            raise
+        from emgp_md.models.official import import_official
+
+        model, meta = import_official(path)
+        state = model.state_dict()
+        cfg = from_dict(ModelConfig, meta["model"])
+    backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    if not backbone:
+        raise ValueError(f"checkpoint {str(path)!r} holds no backbone weights")
+    return backbone, cfg
+
+
+def transfer_config(target: ModelConfig, source: ModelConfig) -> ModelConfig:
+    """The fine-tuning architecture: the pretrained backbone's, with the target's head."""
+    keys = ("backbone", "hidden_nf", "n_layers", "attention")
+    merged = dataclasses.replace(target, **{k: getattr(source, k) for k in keys})
+    changed = [k for k in keys if getattr(target, k) != getattr(source, k)]
+    if changed:
+        log.info("architecture taken from the pretrained checkpoint for %s", changed)
+    return merged
