@@ -1,0 +1,117 @@
+"""ASE calculator for emgp-md energy models (thin: conversion, one forward/backward, units)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from emgp_md.data.convert import check_atoms, topology_for_atoms
+from emgp_md.data.features import validate_atomic_numbers
+from emgp_md.data.graph import collate
+from emgp_md.data.topology import Topology
+from emgp_md.models.checkpoint import load_checkpoint
+from emgp_md.models.energy_model import EnergyModel
+from emgp_md.models.forces import energy_and_forces
+from emgp_md.units import ARBITRARY, energy_unit_to_eV
+
+log = logging.getLogger(__name__)
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class EMGPCalculator(Calculator):
+    """Energy (eV) and forces (eV/Å) from an emgp-md model.
+
+    Parameters
+    ----------
+    name : str, optional
+        A shipped model (``emgp_md.available_models()``), e.g. ``"aspirin"``. With neither
+        ``name`` nor ``model``, the shipped model whose formula matches the atoms is used.
+    model : path or EnergyModel, optional
+        A checkpoint file (fine-tuned, or a pretrained one whose energy is in arbitrary units),
+        or a ready model (then pass ``metadata`` too).
+    device : str
+        Torch device, e.g. ``"cpu"`` or ``"cuda"``.
+    dtype : ``"float32"`` (default) or ``"float64"`` (relaxations, finite-difference checks).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        model: str | Path | EnergyModel | None = None,
+        metadata: dict[str, Any] | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if name is not None and model is not None:
+            raise ValueError("give either a shipped model name or model=..., not both")
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        self.device, self.dtype = torch.device(device), _DTYPES[dtype]
+        self.model: EnergyModel | None = None
+        self.metadata: dict[str, Any] = {}
+        self._topology: Topology | None = None
+        if isinstance(model, EnergyModel):
+            self._set_model(model, metadata or {})
+        elif model is not None:
+            self._set_model(*load_checkpoint(model))
+        elif name is not None:
+            self._load_shipped(name)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> "EMGPCalculator":
+        """Calculator for a checkpoint file."""
+        return cls(model=path, **kwargs)
+
+    def _load_shipped(self, name: str) -> None:
+        from emgp_md.pretrained import model_path
+
+        self._set_model(*load_checkpoint(model_path(name)))
+
+    def _set_model(self, model: EnergyModel, metadata: dict[str, Any]) -> None:
+        if model.training:
+            raise ValueError("EMGPCalculator needs a model in eval mode (call model.eval())")
+        self.model = model.to(device=self.device, dtype=self.dtype)
+        self.metadata = metadata
+        unit = metadata.get("units", {}).get("energy", ARBITRARY)
+        if unit == ARBITRARY:
+            log.warning("this model's energy is in arbitrary units (a pretraining energy head)")
+        self.energy_to_eV = energy_unit_to_eV(unit)
+        self._topology = None
+
+    def calculate(
+        self, atoms: Atoms | None = None, properties: list[str] | None = None, system_changes: list[str] = all_changes
+    ) -> None:
+        super().calculate(atoms, properties or ["energy"], system_changes)
+        check_atoms(self.atoms)
+        if self.model is None:
+            from emgp_md.pretrained import model_for_formula
+
+            self._load_shipped(model_for_formula(self.atoms.get_chemical_formula(mode="hill")))
+        assert self.model is not None
+        species = self.metadata.get("species")
+        validate_atomic_numbers(self.atoms.numbers, set(species) if species else None)
+        if self._topology is None or "numbers" in system_changes or self._topology.n_atoms != len(self.atoms):
+            self._topology = topology_for_atoms(self.atoms, self.metadata.get("topology"))
+        graph = collate([self._topology], [self.atoms.positions], self.dtype).to(self.device)
+        energy, forces = energy_and_forces(self.model, graph)
+        e_eV = float(self.model.total_energy(energy)[0]) * self.energy_to_eV
+        self.results["energy"] = e_eV
+        self.results["free_energy"] = e_eV
+        self.results["forces"] = forces.detach().to("cpu", torch.float64).numpy() * self.energy_to_eV
+
+    def reset_topology(self) -> None:
+        """Forget the frozen bond graph; the next call re-derives it from the current geometry."""
+        self._topology = None
+        self.reset()
+
+

@@ -1,0 +1,165 @@
+"""``emgp-md`` command line: parse, build a config, call the library. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _md(args: argparse.Namespace) -> int:
+    from emgp_md.calculator import EMGPCalculator
+    from emgp_md.md import run_md
+    from emgp_md.plotting import plot_md_log
+    from emgp_md.pretrained import load_structure
+
+    atoms = load_structure(args.structure)
+    atoms.calc = EMGPCalculator(model=args.model, dtype=args.dtype) if args.model else EMGPCalculator(dtype=args.dtype)
+    result = run_md(atoms, args.out, args.ensemble, args.temperature_K, args.timestep_fs, args.steps,
+                    args.friction_per_fs, args.seed, args.interval, progress=not args.quiet)
+    png = Path(args.out).with_suffix(".png")
+    plot_md_log(result.log_csv).savefig(png, dpi=120)
+    logging.info("wrote %s, %s and %s", result.trajectory, result.log_csv, png)
+    return 0
+
+
+def _relax(args: argparse.Namespace) -> int:
+    import ase.io
+
+    from emgp_md.calculator import EMGPCalculator
+    from emgp_md.pretrained import load_structure
+    from emgp_md.relax import relax
+
+    atoms = load_structure(args.structure)
+    atoms.calc = EMGPCalculator(model=args.model, dtype=args.dtype) if args.model else EMGPCalculator(dtype=args.dtype)
+    res = relax(atoms, args.fmax_eV_per_A, args.steps, args.optimizer, logfile="-" if not args.quiet else None)
+    ase.io.write(args.out, res.atoms)
+    logging.info("converged=%s in %d steps, E=%.6f eV, max force %.4f eV/Å; wrote %s",
+                 res.converged, res.steps, res.energy_eV, res.fmax_eV_per_A, args.out)
+    return 0 if res.converged else 1
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from emgp_md.config import FinetuneConfig, load_yaml
+    from emgp_md.training.finetune import finetune
+
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    result = finetune(load_yaml(FinetuneConfig, args.config, overrides), args.out, resume=args.resume)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from emgp_md.data.convert import topology_for_atoms
+    from emgp_md.data.rmd17 import load_frames
+    from emgp_md.models.checkpoint import load_checkpoint
+    from emgp_md.training.evaluate import evaluate
+
+    model, meta = load_checkpoint(args.checkpoint)
+    frames = load_frames(args.data, args.label_set)
+    from ase import Atoms
+
+    topo = topology_for_atoms(Atoms(numbers=frames.z, positions=frames.coords[0]), meta.get("topology"))
+    m = evaluate(model, topo, frames, dtype=getattr(__import__("torch"), args.dtype))
+    print(f"{Path(args.checkpoint).name} on {args.data} ({m['n_frames']} frames):")
+    print(f"  energy MAE {m['energy_mae_kcal_mol']:.4f} kcal/mol   {m['energy_mae_meV']:.3f} meV")
+    print(f"  force  MAE {m['force_mae_kcal_mol_A']:.4f} kcal/mol/Å {m['force_mae_meV_A']:.3f} meV/Å")
+    if args.json:
+        print(json.dumps(m))
+    return 0
+
+
+def _import_official(args: argparse.Namespace) -> int:
+    from emgp_md.models.official import import_official
+
+    import_official(args.input, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from emgp_md.pretrained import available_models
+
+    models = available_models()
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    for name, info in sorted(models.items()):
+        test = info.get("test", {})
+        print(f"{name:14s} {info['formula']:10s} test force MAE {test.get('force_mae_kcal_mol_A', float('nan')):.3f} "
+              f"kcal/mol/Å, energy MAE {test.get('energy_mae_kcal_mol', float('nan')):.3f} kcal/mol")
+    return 0
+
+
+def _common_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("structure", nargs="?", default="aspirin", help="shipped molecule name or structure file")
+    p.add_argument("--model", help="checkpoint path (default: the shipped model matching the formula)")
+    p.add_argument("--out", required=True, help="output path")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emgp-md", description="3D-EMGP energy models for ASE molecular dynamics")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("md", help="molecular dynamics (Langevin or NVE) with a trajectory, CSV log and plot")
+    _common_model_args(p)
+    p.add_argument("--ensemble", choices=["langevin", "nve"], default="langevin")
+    p.add_argument("--temperature-K", dest="temperature_K", type=float, default=300.0)
+    p.add_argument("--timestep-fs", dest="timestep_fs", type=float, default=0.5)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--friction-per-fs", dest="friction_per_fs", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--interval", type=int, default=10, help="write every N steps")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.set_defaults(func=_md)
+
+    p = sub.add_parser("relax", help="relax a structure (BFGS or FIRE) and write it")
+    _common_model_args(p)
+    p.add_argument("--fmax-eV-per-A", dest="fmax_eV_per_A", type=float, default=0.01)
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--optimizer", choices=["BFGS", "FIRE"], default="BFGS")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    p.set_defaults(func=_relax)
+
+    p = sub.add_parser("finetune", help="fine-tune on rMD17 energies and forces from a YAML config")
+    p.add_argument("config")
+    p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--epochs", type=int)
+    p.set_defaults(func=_finetune)
+
+    p = sub.add_parser("evaluate", help="energy and force MAE of a checkpoint on rMD17 frames")
+    p.add_argument("checkpoint")
+    p.add_argument("data", help="rMD17 .npz file")
+    p.add_argument("--label-set", dest="label_set", choices=["rmd17", "md17"], default="rmd17")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("import-official", help="convert the authors' checkpoint-3dmgp into an emgp-md checkpoint")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.set_defaults(func=_import_official)
+
+    p = sub.add_parser("models", help="list the shipped models")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError) as exc:
+        logging.getLogger("emgp-md").error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""3D-EMGP pretraining pieces: noise levels, perturbations and force targets."""
