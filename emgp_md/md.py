@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
+from ase.constraints import FixCom
 from ase.io.trajectory import Trajectory
 from ase.md.langevin import Langevin
 from ase.md.md import MolecularDynamics
@@ -61,12 +62,15 @@ def make_dynamics(
     if ensemble == "nve":
         return VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
     if ensemble == "langevin":
+        if not any(isinstance(c, FixCom) for c in atoms.constraints):
+            atoms.set_constraint([*atoms.constraints, FixCom()])  # ASE's recommended replacement for fixcm
         return Langevin(
             atoms,
             timestep=timestep_fs * units.fs,
             temperature_K=temperature_K,
             friction=friction_per_fs / units.fs,
             rng=np.random.default_rng(seed + 1),
+            fixcm=False,
         )
     raise ValueError(f"unknown ensemble {ensemble!r}; use one of {list(ENSEMBLES)}")
 
