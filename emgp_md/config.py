@@ -28,6 +28,8 @@ class ModelConfig:
         ``"atomwise"`` (MD17 fine-tuning) or ``"pooled"`` (pretraining energy head).
     noise_levels : int
         Classes of the INP head; 0 for no INP head.
+    distance_head : bool
+        Add the per-edge distance-denoising head of the "Distance" ablation.
     """
 
     backbone: str = "egnn"
@@ -36,6 +38,7 @@ class ModelConfig:
     attention: bool = True
     head: str = "atomwise"
     noise_levels: int = 0
+    distance_head: bool = False
 
 
 @dataclass
@@ -88,6 +91,48 @@ class FinetuneConfig:
     seed: int = 2021
     threads: int | None = None
     dtype: str = "float32"
+
+
+@dataclass
+class PretrainConfig:
+    """3D-EMGP pretraining (method doc 2; defaults are the paper's recipe).
+
+    Attributes
+    ----------
+    data : str
+        Conformer set folder (``emgp-md conformers`` output).
+    variant : str
+        ``"riemann"`` (Ours), ``"gaussian"`` (Gaussian target), ``"direct"`` (equivariant
+        coordinate output, no energy), ``"distance"`` (denoising on interatomic distances).
+    efp_weight, inp_weight : float
+        λ1 and λ2 (paper 1.0 and 0.2); ``inp_weight: 0`` is "EFP only", ``efp_weight: 0`` "INP only".
+    sigma_begin_A, sigma_end_A, n_levels : float, float, int
+        Geometric noise levels (paper 10 → 0.01 Å, 50 levels).
+    steps : int
+        Perturbation steps (1 = isotropic Gaussian, as released; > 1 = the Langevin-like chain).
+    """
+
+    data: str = ""
+    variant: str = "riemann"
+    efp_weight: float = 1.0
+    inp_weight: float = 0.2
+    sigma_begin_A: float = 10.0
+    sigma_end_A: float = 0.01
+    n_levels: int = 50
+    steps: int = 1
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(head="pooled", noise_levels=50))
+    epochs: int = 300
+    batch_size: int = 64
+    lr: float = 5e-4
+    min_lr: float = 1e-5
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    val_fraction: float = 0.02
+    max_conformers: int | None = None
+    checkpoint_every_steps: int = 200
+    max_wall_time_s: float | None = None
+    seed: int = 2021
+    threads: int | None = None
 
 
 @dataclass

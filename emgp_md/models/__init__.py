@@ -7,7 +7,7 @@ from torch import nn
 from emgp_md.config import ModelConfig
 from emgp_md.models.egnn import EGNN
 from emgp_md.models.energy_model import EnergyModel
-from emgp_md.models.heads import AtomwiseEnergyHead, NoiseLevelHead, PooledEnergyHead
+from emgp_md.models.heads import AtomwiseEnergyHead, DistanceHead, NoiseLevelHead, PooledEnergyHead
 
 BACKBONES = ("egnn",)
 HEADS = ("atomwise", "pooled")
@@ -30,7 +30,8 @@ def build_model(cfg: ModelConfig, energy_scale: float = 1.0, energy_shift: float
     else:
         raise ValueError(f"unknown head {cfg.head!r}; available: {list(HEADS)}")
     noise_head = NoiseLevelHead(cfg.hidden_nf, cfg.noise_levels) if cfg.noise_levels > 0 else None
-    return EnergyModel(backbone, head, noise_head, energy_scale=energy_scale, energy_shift=energy_shift)
+    distance_head = DistanceHead(cfg.hidden_nf) if cfg.distance_head else None
+    return EnergyModel(backbone, head, noise_head, distance_head, energy_scale=energy_scale, energy_shift=energy_shift)
 
 
 def paper_init_(model: nn.Module) -> None:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from emgp_md.data.graph import GraphBatch
-from emgp_md.models.heads import NoiseLevelHead, PooledEnergyHead
+from emgp_md.models.heads import DistanceHead, NoiseLevelHead, PooledEnergyHead
 
 
 class EnergyModel(nn.Module):
@@ -26,6 +26,8 @@ class EnergyModel(nn.Module):
         Maps ``(h, batch, n_graphs)`` to (n_graphs,) energies.
     noise_head : NoiseLevelHead, optional
         INP classifier, present in pretraining models.
+    distance_head : DistanceHead, optional
+        Per-edge distance-denoising head (the "Distance" pretraining ablation).
     energy_scale : float
         Multiplies the head output (model energy unit).
     energy_shift : float
@@ -37,6 +39,7 @@ class EnergyModel(nn.Module):
         backbone: nn.Module,
         head: nn.Module,
         noise_head: NoiseLevelHead | None = None,
+        distance_head: DistanceHead | None = None,
         energy_scale: float = 1.0,
         energy_shift: float = 0.0,
     ) -> None:
@@ -44,6 +47,7 @@ class EnergyModel(nn.Module):
         self.backbone = backbone
         self.head = head
         self.noise_head = noise_head
+        self.distance_head = distance_head
         self.energy_scale = float(energy_scale)
         self.energy_shift = float(energy_shift)
 

@@ -7,6 +7,16 @@ import torch
 from emgp_md.data.graph import GraphBatch
 
 
+def forces_from_energy(energy: torch.Tensor, pos: torch.Tensor, training: bool) -> torch.Tensor:
+    """``F = -∂(Σ E)/∂pos``. ``energy``: (n_graphs,) built from ``pos`` (n_atoms, 3) Å with grad on.
+
+    ``training`` keeps the graph of the gradient (``create_graph=True``) for a force loss.
+    Molecules of a batch are independent, so the gradient of the sum gives every molecule's forces.
+    """
+    (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=training)
+    return -grad
+
+
 def energy_and_forces(
     model: torch.nn.Module, graph: GraphBatch, training: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,7 +40,19 @@ def energy_and_forces(
     with torch.enable_grad():
         pos = graph.pos.detach().requires_grad_(True)
         energy = model(graph.with_pos(pos))
-        (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=training)
+        forces = forces_from_energy(energy, pos, training)
     if not training:
         energy = energy.detach()
-    return energy, -grad
+    return energy, forces
+
+
+def energy_forces_pooled(
+    model: torch.nn.Module, graph: GraphBatch, training: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Like :func:`energy_and_forces`, also returning the pooled representation (n_graphs, hidden_nf)
+    of a model with the pretraining head (for the noise-scale prediction of 3D-EMGP)."""
+    with torch.enable_grad():
+        pos = graph.pos.detach().requires_grad_(True)
+        energy, pooled = model.energy_and_pooled(graph.with_pos(pos))
+        forces = forces_from_energy(energy, pos, training)
+    return energy, forces, pooled

@@ -55,3 +55,19 @@ class NoiseLevelHead(nn.Module):
 
     def forward(self, pooled_clean: torch.Tensor, pooled_noisy: torch.Tensor) -> torch.Tensor:
         return self.noise_pred(torch.cat([pooled_clean, pooled_noisy], dim=1))
+
+
+class DistanceHead(nn.Module):
+    """Invariant per-edge output for the "Distance" ablation (our design, method doc 3 proposal).
+
+    ``y_ij = MLP([h_i + h_j ; h_i ⊙ h_j ; d̃_ij])`` is symmetric in i, j and E(3)-invariant; it is
+    regressed onto the distance score ``(d_ij - d̃_ij)/σ``. Returns (n_edges,).
+    """
+
+    def __init__(self, hidden_nf: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2 * hidden_nf + 1, hidden_nf), nn.SiLU(), nn.Linear(hidden_nf, 1))
+
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, dist_A: torch.Tensor) -> torch.Tensor:
+        hi, hj = h.index_select(0, edge_index[0]), h.index_select(0, edge_index[1])
+        return self.mlp(torch.cat([hi + hj, hi * hj, dist_A.unsqueeze(1)], dim=1)).squeeze(1)

@@ -1,0 +1,124 @@
+"""Shared fixtures: shared-data location, tiny seeded models, molecules, the --runslow option."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import molecule
+
+from emgp_md.config import ModelConfig
+from emgp_md.data.topology import Topology, topology_from_positions
+from emgp_md.models import build_model
+from emgp_md.models.checkpoint import make_metadata, save_checkpoint
+from emgp_md.models.energy_model import EnergyModel
+
+TESTS_DATA = Path(__file__).resolve().parent / "data"
+
+
+# --------------------------------------------------------------------------- options
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip_slow = pytest.mark.skip(reason="slow test: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
+# --------------------------------------------------------------------------- data
+def _shared_data_dir() -> Path:
+    env = os.environ.get("EMGP_MD_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``$EMGP_MD_DATA`` or ``<repo>/../shared/data``; skips the test when it is absent."""
+    path = _shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data not found at {path} (set EMGP_MD_DATA to run this test)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def official_checkpoint(shared_data: Path) -> Path:
+    """The authors' released ``checkpoint-3dmgp``; skips when it is absent."""
+    path = shared_data / "emgp_official" / "checkpoint-3dmgp"
+    if not path.is_file():
+        pytest.skip(f"official 3D-EMGP checkpoint not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tests_data() -> Path:
+    return TESTS_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_rmd17() -> Path:
+    """24 ethanol frames of rMD17 train_01 in the per-split layout (see tests/data/make_fixtures.py)."""
+    return TESTS_DATA / "rmd17" / "rmd17_ethanol_train_01.npz"
+
+
+# --------------------------------------------------------------------------- molecules
+@pytest.fixture
+def ethanol() -> Atoms:
+    return molecule("CH3CH2OH")
+
+
+@pytest.fixture
+def benzene() -> Atoms:
+    return molecule("C6H6")
+
+
+def topo_of(atoms: Atoms) -> Topology:
+    """Distance-based frozen topology of an ``Atoms``."""
+    return topology_from_positions(atoms.numbers, atoms.positions)
+
+
+# --------------------------------------------------------------------------- models
+def make_small_model(
+    seed: int = 0,
+    hidden_nf: int = 16,
+    n_layers: int = 2,
+    head: str = "atomwise",
+    noise_levels: int = 0,
+    energy_scale: float = 1.0,
+    energy_shift: float = 0.0,
+) -> EnergyModel:
+    """A seeded random EGNN energy model in eval mode (float32; call ``.double()`` for float64 tests)."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(hidden_nf=hidden_nf, n_layers=n_layers, head=head, noise_levels=noise_levels)
+    return build_model(cfg, energy_scale=energy_scale, energy_shift=energy_shift).eval()
+
+
+@pytest.fixture
+def small_model() -> Callable[..., EnergyModel]:
+    """Factory of seeded small random models: ``small_model(seed=0, hidden_nf=16, n_layers=2, ...)``."""
+    return make_small_model
+
+
+@pytest.fixture
+def small_checkpoint(tmp_path: Path) -> Path:
+    """A small random model (species H, C, O; energy in kcal/mol; scale 2, shift -50) saved as a checkpoint."""
+    model = make_small_model(seed=3, energy_scale=2.0, energy_shift=-50.0)
+    cfg = ModelConfig(hidden_nf=16, n_layers=2)
+    meta = make_metadata(cfg, species=[1, 6, 8], energy_unit="kcal/mol", name="tiny-test")
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, model, meta)
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
