@@ -4,7 +4,8 @@ This is the *baseline* of the speed benchmarks, not part of the package. It foll
 authors' ``E_GCL`` / ``EGNN_last`` / ``EGNN_md_last`` in the MD17 fine-tuning configuration:
 
 - input: the 300-wide atom features (one-hot over 100 element slots × powers 0..2 of z/100,
-  :func:`emgp_md.data.features.atom_features`), embedded by ``Linear(300 → H)``;
+  :func:`emgp_md.data.features.atom_features`, rounded to float32 as the authors' float32
+  ``process_input`` does), embedded by ``Linear(300 → H)``;
 - each layer: per edge, ``edge_mlp(cat[h[row], h[col], |x_row - x_col|², one_hot(edge_type, 4)])``
   with ``edge_mlp = Linear(2H+1+4 → H), SiLU, Linear(H → H), SiLU``, gated by
   ``att_mlp = Linear(H → 1), Sigmoid``; messages summed at ``row`` (``unsorted_segment_sum``);
@@ -184,8 +185,10 @@ def reference_inputs(topology: Topology, n_replicas: int = 1, dtype: torch.dtype
     edges = torch.from_numpy(topology.edge_index)
     edge_index = torch.cat([edges + k * n for k in range(n_replicas)], dim=1)
     edge_type = torch.from_numpy(topology.edge_type).repeat(n_replicas)
+    # The authors compute the features in float32 (``process_input``) and cast them to the model
+    # dtype, so in float64 the inputs are the float32-rounded values (emgp_md's table does the same).
     return ReferenceInputs(
-        node_features=atom_features(z).to(dtype),
+        node_features=atom_features(z).to(torch.float32).to(dtype),
         edge_index=edge_index,
         edge_attr=nn.functional.one_hot(edge_type, N_EDGE_TYPES).to(dtype),
         batch=torch.arange(n_replicas).repeat_interleave(n),
