@@ -113,13 +113,24 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def _finite(obj: Any) -> Any:
+    """Replace NaN and infinities by None so the report is strict JSON."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | Path | None, payload: dict[str, Any]) -> None:
     """Write the JSON report (no-op when ``path`` is None)."""
     if path is None:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    path.write_text(json.dumps(_finite(payload), indent=2, default=float, allow_nan=False) + "\n")
     log.info("wrote %s", path)
 
 
@@ -157,6 +168,15 @@ class ModelSpec:
     @property
     def n_params(self) -> int:
         return int(sum(p.numel() for p in self.model.parameters()))
+
+
+def ensure_topology(spec: ModelSpec, atoms: Atoms) -> None:
+    """Give a model without a stored reference topology the bond graph of ``atoms`` (as a fine-tuned
+    checkpoint carries one), so every calculator built from ``spec`` freezes the same graph."""
+    if spec.metadata.get("topology") is None:
+        from emgp_md.data.topology import topology_from_positions
+
+        spec.metadata["topology"] = topology_from_positions(atoms.numbers, atoms.positions).to_dict()
 
 
 def official_checkpoint_path() -> Path:

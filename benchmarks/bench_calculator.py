@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     ModelSpec,
     checkpoint_model,
+    ensure_topology,
     machine_info,
     markdown_table,
     molecule_atoms,
@@ -84,15 +85,6 @@ class Variant:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.model_label, self.impl, self.dtype)
-
-
-def ensure_topology(spec: ModelSpec, atoms: Atoms) -> None:
-    """Give a model without a stored reference topology the bond graph of ``atoms``, as a fine-tuned
-    checkpoint carries one, so that both calculators freeze the same graph without logging per call."""
-    if spec.metadata.get("topology") is None:
-        from emgp_md.data.topology import topology_from_positions
-
-        spec.metadata["topology"] = topology_from_positions(atoms.numbers, atoms.positions).to_dict()
 
 
 def make_variants(specs: list[ModelSpec], atoms: Atoms) -> list[Variant]:

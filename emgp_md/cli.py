@@ -43,11 +43,18 @@ def _relax(args: argparse.Namespace) -> int:
 
 def _finetune(args: argparse.Namespace) -> int:
     from emgp_md.config import FinetuneConfig, load_yaml
+    from emgp_md.training.distributed import cleanup, init_distributed
     from emgp_md.training.finetune import finetune
 
     overrides = {"epochs": args.epochs} if args.epochs else {}
-    result = finetune(load_yaml(FinetuneConfig, args.config, overrides), args.out, resume=args.resume)
-    print(json.dumps(result, indent=2))
+    cfg = load_yaml(FinetuneConfig, args.config, overrides)
+    info = init_distributed()
+    try:
+        result = finetune(cfg, args.out, resume=args.resume, info=info)
+    finally:
+        cleanup(info)
+    if info.is_main:
+        print(json.dumps(result, indent=2))
     return 0
 
 

@@ -24,12 +24,13 @@ def predict(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Energies (n_frames,) float64 with the shift, and forces (n_frames, n_atoms, 3), model units."""
     energies, forces = [], []
+    device = next(model.parameters()).device
     for start in range(0, len(coords), batch_size):
         pos = torch.as_tensor(coords[start : start + batch_size], dtype=dtype)
-        graph = repeat_topology(topology, pos)
+        graph = repeat_topology(topology, pos).to(device)
         e, f = energy_and_forces(model, graph, training=False)
-        energies.append(model.total_energy(e).numpy())
-        forces.append(f.detach().to(torch.float64).numpy().reshape(pos.shape))
+        energies.append(model.total_energy(e).cpu().numpy())
+        forces.append(f.detach().to('cpu', torch.float64).numpy().reshape(pos.shape))
     return np.concatenate(energies), np.concatenate(forces)
 
 

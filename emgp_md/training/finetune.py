@@ -26,6 +26,7 @@ from emgp_md.models import build_model, paper_init_
 from emgp_md.models.checkpoint import atomic_save, make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.models.forces import energy_and_forces
+from emgp_md.training.distributed import DistInfo, allreduce_gradients, allreduce_sum, broadcast_parameters, shard
 from emgp_md.training.evaluate import evaluate
 from emgp_md.training.losses import energy_force_loss
 from emgp_md.training.transfer import pretrained_backbone, transfer_config
@@ -68,27 +69,36 @@ def _loss_kind(cfg: FinetuneConfig, epoch: int) -> str:
 
 
 def train_epoch(
-    model: EnergyModel, topo: Topology, frames: Frames, cfg: FinetuneConfig, opt: torch.optim.Optimizer, epoch: int
+    model: EnergyModel, topo: Topology, frames: Frames, cfg: FinetuneConfig, opt: torch.optim.Optimizer, epoch: int,
+    info: DistInfo | None = None,
 ) -> float:
-    """One pass over the training frames in a seeded order; returns the mean batch loss."""
+    """One pass over the training frames in a seeded order; returns the mean batch loss.
+
+    Under ``torchrun`` each process takes its share of every global batch of ``batch_size``
+    frames and gradients are summed across processes (same result as one process).
+    """
+    info = info or DistInfo()
     model.train()
     order = np.random.default_rng(cfg.seed * 100_003 + epoch).permutation(len(frames))
     kind = _loss_kind(cfg, epoch)
     shift, losses = model.energy_shift, []
     for start in range(0, len(order), cfg.batch_size):
-        idx = order[start : start + cfg.batch_size]
-        graph = repeat_topology(topo, torch.as_tensor(frames.coords[idx], dtype=torch.float32))
-        true_e = torch.as_tensor(frames.energies[idx] - shift, dtype=torch.float32)
-        true_f = torch.as_tensor(frames.forces[idx].reshape(-1, 3), dtype=torch.float32)
-        pred_e, pred_f = energy_and_forces(model, graph, training=True)
-        loss = energy_force_loss(
-            pred_e, pred_f, true_e, true_f, model.energy_scale, cfg.energy_weight, cfg.force_weight, kind
-        )
+        batch_idx = order[start : start + cfg.batch_size]
+        idx = np.asarray(shard(batch_idx.tolist(), info), dtype=np.int64)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if len(idx):
+            graph = repeat_topology(topo, torch.as_tensor(frames.coords[idx], dtype=torch.float32)).to(info.device)
+            true_e = torch.as_tensor(frames.energies[idx] - shift, dtype=torch.float32, device=info.device)
+            true_f = torch.as_tensor(frames.forces[idx].reshape(-1, 3), dtype=torch.float32, device=info.device)
+            pred_e, pred_f = energy_and_forces(model, graph, training=True)
+            counts = (len(batch_idx), len(batch_idx) * topo.n_atoms * 3)
+            loss = energy_force_loss(pred_e, pred_f, true_e, true_f, model.energy_scale, cfg.energy_weight,
+                                     cfg.force_weight, kind, global_counts=counts)
+            loss.backward()
+            losses.append(float(loss.detach()))
+        allreduce_gradients(model, info)
         opt.step()
-        losses.append(float(loss.detach()))
-    return float(np.mean(losses))
+    return float(np.mean(losses)) if losses else float("nan")
 
 
 def _val_loss(metrics: dict[str, float], cfg: FinetuneConfig, scale: float) -> float:
@@ -104,7 +114,9 @@ def _append_log(path: Path, row: dict[str, Any]) -> None:
         writer.writerow(row)
 
 
-def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+def finetune(
+    cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False, info: DistInfo | None = None
+) -> dict[str, Any]:
     """Fine-tune a model on energies and forces of one molecule.
 
     Writes into ``out_dir``: ``config.json``, ``log.csv``, ``state.pt`` (resumable state, atomic,
@@ -118,6 +130,7 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
     """
     from tqdm.auto import tqdm
 
+    info = info or DistInfo()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -128,6 +141,8 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
     topo = topology_from_positions(data.z, train.coords[0])
     shift, scale = float(train.energies.mean()), float(train.energies.std())
     model, cfg = build_finetune_model(cfg, scale, shift)
+    model.to(info.device)
+    broadcast_parameters(model, info)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _scheduler(cfg, opt)
     state_path, best_path = out / "state.pt", out / "best.pt"
@@ -139,19 +154,19 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
         sched.load_state_dict(state["scheduler"])
         start_epoch, best_val, wall = state["epoch"] + 1, state["best_val"], state["wall_s"]
         log.info("resumed from %s at epoch %d", state_path, start_epoch)
-    elif (out / "log.csv").exists():
+    elif info.is_main and (out / "log.csv").exists():
         (out / "log.csv").unlink()
-    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    if info.is_main:
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     meta = make_metadata(
         cfg.model, sorted(set(data.z.tolist())), ENERGY_UNIT, topology=topo.to_dict(), kind="finetuned",
         provenance={"data": cfg.data, "label_set": cfg.label_set, "n_train": cfg.n_train, "n_val": cfg.n_val,
                     "seed": cfg.seed, "pretrained": cfg.pretrained, "init": cfg.init, "config": to_dict(cfg)},
     )
-    bar = tqdm(total=cfg.epochs, initial=start_epoch, desc="fine-tune", unit="epoch")
-    epoch = start_epoch
+    bar = tqdm(total=cfg.epochs, initial=start_epoch, desc="fine-tune", unit="epoch", disable=not info.is_main)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        train_loss = train_epoch(model, topo, train, cfg, opt, epoch)
+        train_loss = train_epoch(model, topo, train, cfg, opt, epoch, info)
         model.eval()
         metrics = evaluate(model, topo, val)
         model.float()
@@ -159,22 +174,27 @@ def finetune(cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False) -> 
         lr = opt.param_groups[0]["lr"]
         sched.step(val_loss) if cfg.scheduler == "plateau" else sched.step()
         wall += time.perf_counter() - t0
-        if val_loss < best_val:
-            best_val = val_loss
-            save_checkpoint(best_path, model, {**meta, "metrics": {"val": metrics, "epoch": epoch}})
-        _append_log(out / "log.csv", {"epoch": epoch, "lr": lr, "loss_kind": _loss_kind(cfg, epoch),
-                                      "train_loss": train_loss, "val_energy_mae": metrics["energy_mae_kcal_mol"],
-                                      "val_force_mae": metrics["force_mae_kcal_mol_A"], "val_loss": val_loss,
-                                      "wall_s": wall})
-        atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "epoch": epoch, "best_val": best_val, "wall_s": wall}, state_path)
+        improved = val_loss < best_val
+        best_val = min(best_val, val_loss)
+        if info.is_main:
+            if improved:
+                save_checkpoint(best_path, model, {**meta, "metrics": {"val": metrics, "epoch": epoch}})
+            _append_log(out / "log.csv", {"epoch": epoch, "lr": lr, "loss_kind": _loss_kind(cfg, epoch),
+                                          "train_loss": train_loss, "val_energy_mae": metrics["energy_mae_kcal_mol"],
+                                          "val_force_mae": metrics["force_mae_kcal_mol_A"], "val_loss": val_loss,
+                                          "wall_s": wall})
+            atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "epoch": epoch, "best_val": best_val, "wall_s": wall}, state_path)
         bar.update(1)
         bar.set_postfix(val_F=f"{metrics['force_mae_kcal_mol_A']:.3f}", val_E=f"{metrics['energy_mae_kcal_mol']:.3f}")
-        if cfg.max_wall_time_s is not None and wall >= cfg.max_wall_time_s and epoch + 1 < cfg.epochs:
+        over = cfg.max_wall_time_s is not None and wall >= cfg.max_wall_time_s
+        if bool(allreduce_sum(torch.tensor([float(over)]), info)[0] > 0) and epoch + 1 < cfg.epochs:
             log.warning("wall-time budget %.0f s reached after epoch %d: stopping; --resume continues", wall, epoch)
             bar.close()
             return {"finished": False, "epoch": epoch, "wall_s": wall}
     bar.close()
+    if not info.is_main:
+        return {"finished": True, "rank": info.rank}
     return finalize(cfg, out, topo, epochs_run=cfg.epochs, wall_s=wall)
 
 
