@@ -187,17 +187,53 @@ def report(variants: list[Variant], checks: list[dict[str, Any]]) -> tuple[str, 
         ours_med = summarize_ms(by_key[(v.model_label, "ours", v.dtype)].times_s)["median_ms"]
         f32_med = summarize_ms(by_key[(v.model_label, v.impl, "float32")].times_s)["median_ms"]
         ratio = stats["median_ms"] / ours_med
-        row = {"model": v.model_label, "impl": v.impl, "dtype": v.dtype, **stats,
-               "ratio_to_ours_same_dtype": ratio, "ratio_to_same_impl_float32": stats["median_ms"] / f32_med,
-               "times_ms": [t * 1e3 for t in v.times_s]}
+        row = {
+            "model": v.model_label,
+            "impl": v.impl,
+            "dtype": v.dtype,
+            **stats,
+            "ratio_to_ours_same_dtype": ratio,
+            "ratio_to_same_impl_float32": stats["median_ms"] / f32_med,
+            "times_ms": [t * 1e3 for t in v.times_s],
+        }
         rows.append(row)
-        table.append([v.model_label, v.impl, v.dtype, stats["median_ms"], f"{stats['p10_ms']:.3g}–{stats['p90_ms']:.3g}",
-                      f"{ratio:.2f}×"])
-    md = markdown_table(["model", "implementation", "dtype", "median ms", "p10–p90 ms", "time / ours (same dtype)"], table)
+        table.append(
+            [
+                v.model_label,
+                v.impl,
+                v.dtype,
+                stats["median_ms"],
+                f"{stats['p10_ms']:.3g}–{stats['p90_ms']:.3g}",
+                f"{ratio:.2f}×",
+            ]
+        )
+    md = markdown_table(
+        ["model", "implementation", "dtype", "median ms", "p10–p90 ms", "time / ours (same dtype)"], table
+    )
     eq = markdown_table(
-        ["model", "dtype", "max abs ΔE (eV)", "max rel ΔE", "max abs ΔF (eV/Å)", "max ΔF / max|F|", "tol (abs+rel)", "pass"],
-        [[c["model"], c["dtype"], f"{c['max_abs_dE_eV']:.3g}", f"{c['max_rel_dE']:.3g}", f"{c['max_abs_dF_eV_A']:.3g}",
-          f"{c['max_rel_dF']:.3g}", f"{c['tolerance_abs_and_rel']:.0e}", "yes" if c["pass"] else "**NO**"] for c in checks],
+        [
+            "model",
+            "dtype",
+            "max abs ΔE (eV)",
+            "max rel ΔE",
+            "max abs ΔF (eV/Å)",
+            "max ΔF / max|F|",
+            "tol (abs+rel)",
+            "pass",
+        ],
+        [
+            [
+                c["model"],
+                c["dtype"],
+                f"{c['max_abs_dE_eV']:.3g}",
+                f"{c['max_rel_dE']:.3g}",
+                f"{c['max_abs_dF_eV_A']:.3g}",
+                f"{c['max_rel_dF']:.3g}",
+                f"{c['tolerance_abs_and_rel']:.0e}",
+                "yes" if c["pass"] else "**NO**",
+            ]
+            for c in checks
+        ],
     )
     return md + "\n\nOurs vs reference, same weights and geometries (every call):\n\n" + eq, rows
 
@@ -209,8 +245,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--jitter", type=float, default=1e-3, help="std of the per-call position jitter, Å")
     parser.add_argument("--seed", type=int, default=0, help="seed of the jitter and of the random weights")
-    parser.add_argument("--weights", choices=["auto", "official", "random"], default="auto",
-                        help="paper-size backbone: authors' checkpoint (auto: when present) or random")
+    parser.add_argument(
+        "--weights",
+        choices=["auto", "official", "random"],
+        default="auto",
+        help="paper-size backbone: authors' checkpoint (auto: when present) or random",
+    )
     parser.add_argument("--molecule", default="aspirin", help="shipped model and rMD17 molecule")
     parser.add_argument("--checkpoint", help="emgp-md checkpoint to use instead of the shipped model")
     parser.add_argument("--structure", help="structure file (or shipped name) instead of the default geometry")
@@ -235,26 +275,52 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         log.info(note)
     variants = make_variants(specs, atoms)
-    log.info("%d variants x (%d warm-up + %d timed) calls, %d thread(s), %d atoms",
-             len(variants), args.warmup, args.calls, args.threads, len(atoms))
+    log.info(
+        "%d variants x (%d warm-up + %d timed) calls, %d thread(s), %d atoms",
+        len(variants),
+        args.warmup,
+        args.calls,
+        args.threads,
+        len(atoms),
+    )
     run_calls(variants, atoms.positions.copy(), args.calls, args.warmup, args.jitter, args.seed)
     by_key = {v.key: v for v in variants}
-    checks = [compare(by_key[(s.label, "ours", d)], by_key[(s.label, "reference", d)],
-                      args.tol32 if d == "float32" else args.tol64) for s in specs for d in DTYPES]
+    checks = [
+        compare(
+            by_key[(s.label, "ours", d)],
+            by_key[(s.label, "reference", d)],
+            args.tol32 if d == "float32" else args.tol64,
+        )
+        for s in specs
+        for d in DTYPES
+    ]
     topo_ms = topology_rebuild_ms(specs[-1], atoms)
-    notes.append(f"of ours' time, {topo_ms:.3f} ms (median) is the topology rebuild that EMGPCalculator repeats "
-                 "on every call passing all_changes ('numbers' in system_changes)")
+    notes.append(
+        f"of ours' time, {topo_ms:.3f} ms (median) is the topology rebuild that EMGPCalculator repeats "
+        "on every call passing all_changes ('numbers' in system_changes)"
+    )
     md, rows = report(variants, checks)
-    header = (f"Calculator latency, {args.molecule} ({len(atoms)} atoms), {args.threads} thread(s), "
-              f"{args.calls} timed calls after {args.warmup} warm-up, jitter {args.jitter} Å; "
-              f"{info['cpu_model']}, torch {info['torch']}, {info['date_utc']}")
+    header = (
+        f"Calculator latency, {args.molecule} ({len(atoms)} atoms), {args.threads} thread(s), "
+        f"{args.calls} timed calls after {args.warmup} warm-up, jitter {args.jitter} Å; "
+        f"{info['cpu_model']}, torch {info['torch']}, {info['date_utc']}"
+    )
     print(header + "\n\n" + md + "\n\n" + "\n".join(f"- {n}" for n in notes))
-    write_json(args.json, {
-        "benchmark": "calculator_latency", "machine": info, "args": {k: str(v) for k, v in vars(args).items()},
-        "molecule": args.molecule, "n_atoms": len(atoms), "notes": notes,
-        "models": [{"label": s.label, "description": s.description, "n_params": s.n_params} for s in specs],
-        "latency": rows, "equality": checks, "topology_rebuild_ms": topo_ms,
-    })
+    write_json(
+        args.json,
+        {
+            "benchmark": "calculator_latency",
+            "machine": info,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "molecule": args.molecule,
+            "n_atoms": len(atoms),
+            "notes": notes,
+            "models": [{"label": s.label, "description": s.description, "n_params": s.n_params} for s in specs],
+            "latency": rows,
+            "equality": checks,
+            "topology_rebuild_ms": topo_ms,
+        },
+    )
     failed = [c for c in checks if not c["pass"]]
     if failed:
         log.error("ours and the reference disagree: %s", failed)

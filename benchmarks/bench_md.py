@@ -71,7 +71,9 @@ def make_calculator(spec: ModelSpec, dtype: str) -> Any:
     return EMGPCalculator(model=spec.copy_model(), metadata=spec.metadata, dtype=dtype)
 
 
-def prepared_atoms(spec: ModelSpec, atoms: Atoms, dtype: str, temperature_K: float, seed: int) -> tuple[Atoms, list[int]]:
+def prepared_atoms(
+    spec: ModelSpec, atoms: Atoms, dtype: str, temperature_K: float, seed: int
+) -> tuple[Atoms, list[int]]:
     """A copy of ``atoms`` with a counting calculator and seeded 300 K velocities; returns the counter."""
     from emgp_md.md import init_velocities
 
@@ -91,7 +93,14 @@ def prepared_atoms(spec: ModelSpec, atoms: Atoms, dtype: str, temperature_K: flo
 
 
 def md_throughput(
-    spec: ModelSpec, atoms: Atoms, dtype: str, steps: int, warmup: int, timestep_fs: float, temperature_K: float, seed: int
+    spec: ModelSpec,
+    atoms: Atoms,
+    dtype: str,
+    steps: int,
+    warmup: int,
+    timestep_fs: float,
+    temperature_K: float,
+    seed: int,
 ) -> dict[str, Any]:
     """Wall time of ``steps`` VelocityVerlet steps after ``warmup`` untimed ones."""
     a, counter = prepared_atoms(spec, atoms, dtype, temperature_K, seed)
@@ -103,15 +112,26 @@ def md_throughput(
     wall = time.perf_counter() - t0
     sps = steps / wall
     return {
-        "dtype": dtype, "steps": steps, "warmup_steps": warmup, "wall_s": wall, "steps_per_s": sps,
-        "ms_per_step": 1e3 / sps, "ns_per_day": ns_per_day(sps, timestep_fs),
+        "dtype": dtype,
+        "steps": steps,
+        "warmup_steps": warmup,
+        "wall_s": wall,
+        "steps_per_s": sps,
+        "ms_per_step": 1e3 / sps,
+        "ns_per_day": ns_per_day(sps, timestep_fs),
         "model_calls_per_step": (counter[0] - calls_before) / steps,
     }
 
 
 def nve_drift(
-    spec: ModelSpec, atoms: Atoms, dtype: str, drift_ps: float, interval: int, timestep_fs: float,
-    temperature_K: float, seed: int,
+    spec: ModelSpec,
+    atoms: Atoms,
+    dtype: str,
+    drift_ps: float,
+    interval: int,
+    timestep_fs: float,
+    temperature_K: float,
+    seed: int,
 ) -> dict[str, Any]:
     """NVE run of ``drift_ps``; straight-line drift of the total energy and its spread."""
     from emgp_md.md import energy_drift_meV_per_atom_ps
@@ -144,12 +164,17 @@ def nve_drift(
     n = len(a)
     ok = finite and len(t) >= 3
     return {
-        "dtype": dtype, "simulated_ps": float(dyn.nsteps * timestep_fs / 1000.0), "steps": int(dyn.nsteps),
-        "record_interval_steps": interval, "wall_s": wall, "ms_per_step": 1e3 * wall / max(dyn.nsteps, 1),
+        "dtype": dtype,
+        "simulated_ps": float(dyn.nsteps * timestep_fs / 1000.0),
+        "steps": int(dyn.nsteps),
+        "record_interval_steps": interval,
+        "wall_s": wall,
+        "ms_per_step": 1e3 * wall / max(dyn.nsteps, 1),
         "drift_meV_per_atom_ps": energy_drift_meV_per_atom_ps(t, e, n) if ok else float("nan"),
         "max_abs_dEtot_meV_per_atom": float(np.max(np.abs(e - e[0])) * 1000.0 / n) if finite else float("nan"),
         "std_Etot_meV_per_atom": float(np.std(e) * 1000.0 / n) if finite else float("nan"),
-        "mean_temperature_K": float(np.mean(temps)), "error": error,
+        "mean_temperature_K": float(np.mean(temps)),
+        "error": error,
     }
 
 
@@ -190,10 +215,17 @@ def batched_throughput(
         n = 1 if label == "calculator" else int(label[2:])
         stats = summarize_ms(times[label])
         per_s = n / (stats["median_ms"] * 1e-3)
-        rows.append({"mode": "EMGPCalculator.calculate, 1 molecule" if label == "calculator"
-                     else f"repeat_topology + energy_and_forces, {n} replica(s)",
-                     "replicas": n, **stats, "molecule_evals_per_s": per_s,
-                     "speedup_vs_calculator": per_s / (1e3 / calc_med)})
+        rows.append(
+            {
+                "mode": "EMGPCalculator.calculate, 1 molecule"
+                if label == "calculator"
+                else f"repeat_topology + energy_and_forces, {n} replica(s)",
+                "replicas": n,
+                **stats,
+                "molecule_evals_per_s": per_s,
+                "speedup_vs_calculator": per_s / (1e3 / calc_med),
+            }
+        )
     return rows
 
 
@@ -217,8 +249,10 @@ def select_specs(args: argparse.Namespace) -> tuple[list[tuple[str, ModelSpec, b
         if spec is None:
             spec = paper_size_model(args.weights, args.seed)
             spec.label = f"stand-in {spec.label}"
-            notes.append(f"{mol}: NO shipped model; stand-in = {spec.description}. Speed is representative, "
-                         "the NVE drift of a random energy head is not")
+            notes.append(
+                f"{mol}: NO shipped model; stand-in = {spec.description}. Speed is representative, "
+                "the NVE drift of a random energy head is not"
+            )
             out.append((mol, spec, True))
         else:
             notes.append(f"{mol}: {spec.description}")
@@ -228,11 +262,18 @@ def select_specs(args: argparse.Namespace) -> tuple[list[tuple[str, ModelSpec, b
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--molecules", type=lambda s: [m for m in s.split(",") if m],
-                        help="comma-separated molecules (default: all shipped models, else aspirin)")
+    parser.add_argument(
+        "--molecules",
+        type=lambda s: [m for m in s.split(",") if m],
+        help="comma-separated molecules (default: all shipped models, else aspirin)",
+    )
     parser.add_argument("--checkpoint", help="emgp-md checkpoint for the single --molecules molecule")
-    parser.add_argument("--weights", choices=["auto", "official", "random"], default="auto",
-                        help="backbone of the stand-in used when a molecule has no shipped model")
+    parser.add_argument(
+        "--weights",
+        choices=["auto", "official", "random"],
+        default="auto",
+        help="backbone of the stand-in used when a molecule has no shipped model",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--timestep", type=float, default=0.5, help="fs")
     parser.add_argument("--temperature", type=float, default=300.0, help="starting temperature, K")
@@ -269,51 +310,120 @@ def main(argv: list[str] | None = None) -> int:
     for mol, spec, stand_in in selected:
         atoms = molecule_atoms(mol)
         ensure_topology(spec, atoms)
-        entry: dict[str, Any] = {"molecule": mol, "n_atoms": len(atoms), "model": spec.label,
-                                 "description": spec.description, "stand_in": stand_in, "throughput": [], "nve": []}
+        entry: dict[str, Any] = {
+            "molecule": mol,
+            "n_atoms": len(atoms),
+            "model": spec.label,
+            "description": spec.description,
+            "stand_in": stand_in,
+            "throughput": [],
+            "nve": [],
+        }
         for dtype in args.throughput_dtypes:
             log.info("%s: throughput %s, %d + %d steps", mol, dtype, args.warmup, args.steps)
             r = md_throughput(spec, atoms, dtype, args.steps, args.warmup, args.timestep, args.temperature, args.seed)
             entry["throughput"].append(r)
-            thr_rows.append([mol, len(atoms), spec.label, dtype, r["steps_per_s"], r["ms_per_step"], r["ns_per_day"],
-                             r["model_calls_per_step"]])
+            thr_rows.append(
+                [
+                    mol,
+                    len(atoms),
+                    spec.label,
+                    dtype,
+                    r["steps_per_s"],
+                    r["ms_per_step"],
+                    r["ns_per_day"],
+                    r["model_calls_per_step"],
+                ]
+            )
         if args.drift_ps > 0:
             for dtype in args.drift_dtypes:
                 log.info("%s: NVE %s, %.3g ps", mol, dtype, args.drift_ps)
-                r = nve_drift(spec, atoms, dtype, args.drift_ps, args.drift_interval, args.timestep,
-                              args.temperature, args.seed)
+                r = nve_drift(
+                    spec, atoms, dtype, args.drift_ps, args.drift_interval, args.timestep, args.temperature, args.seed
+                )
                 entry["nve"].append(r)
-                drift_rows.append([mol, spec.label + (" (meaningless)" if stand_in else ""), dtype,
-                                   r["simulated_ps"], f"{r['drift_meV_per_atom_ps']:.3g}",
-                                   f"{r['max_abs_dEtot_meV_per_atom']:.3g}", f"{r['mean_temperature_K']:.0f}",
-                                   r["error"] or "ok"])
+                drift_rows.append(
+                    [
+                        mol,
+                        spec.label + (" (meaningless)" if stand_in else ""),
+                        dtype,
+                        r["simulated_ps"],
+                        f"{r['drift_meV_per_atom_ps']:.3g}",
+                        f"{r['max_abs_dEtot_meV_per_atom']:.3g}",
+                        f"{r['mean_temperature_K']:.0f}",
+                        r["error"] or "ok",
+                    ]
+                )
         results.append(entry)
     batched: list[dict[str, Any]] = []
     if args.batch_molecule:
         match = [(m, s) for m, s, _ in selected if m == args.batch_molecule]
-        spec = match[0][1] if match else (shipped_model(args.batch_molecule) or paper_size_model(args.weights, args.seed))
+        spec = (
+            match[0][1] if match else (shipped_model(args.batch_molecule) or paper_size_model(args.weights, args.seed))
+        )
         atoms = molecule_atoms(args.batch_molecule)
         ensure_topology(spec, atoms)
-        log.info("%s: batched throughput, replicas %s, %d calls each", args.batch_molecule, args.replicas, args.batch_calls)
-        batched = batched_throughput(spec, atoms, args.replicas, args.batch_calls, args.batch_warmup, args.jitter, args.seed)
-    out = [f"MD benchmarks, {args.threads} thread(s), timestep {args.timestep} fs, {args.temperature:g} K start; "
-           f"{info['cpu_model']}, torch {info['torch']}, {info['date_utc']}", "",
-           f"MD throughput (VelocityVerlet, {args.steps} steps after {args.warmup} warm-up):", "",
-           markdown_table(["molecule", "atoms", "model", "dtype", "steps/s", "ms/step", "ns/day", "model calls/step"],
-                          thr_rows)]
+        log.info(
+            "%s: batched throughput, replicas %s, %d calls each", args.batch_molecule, args.replicas, args.batch_calls
+        )
+        batched = batched_throughput(
+            spec, atoms, args.replicas, args.batch_calls, args.batch_warmup, args.jitter, args.seed
+        )
+    out = [
+        f"MD benchmarks, {args.threads} thread(s), timestep {args.timestep} fs, {args.temperature:g} K start; "
+        f"{info['cpu_model']}, torch {info['torch']}, {info['date_utc']}",
+        "",
+        f"MD throughput (VelocityVerlet, {args.steps} steps after {args.warmup} warm-up):",
+        "",
+        markdown_table(
+            ["molecule", "atoms", "model", "dtype", "steps/s", "ms/step", "ns/day", "model calls/step"], thr_rows
+        ),
+    ]
     if drift_rows:
-        out += ["", f"NVE energy drift ({args.drift_ps:g} ps, linear fit of E_tot every {args.drift_interval} steps):", "",
-                markdown_table(["molecule", "model", "dtype", "ps", "drift meV/atom/ps", "max |ΔE_tot| meV/atom",
-                                "mean T (K)", "status"], drift_rows)]
+        out += [
+            "",
+            f"NVE energy drift ({args.drift_ps:g} ps, linear fit of E_tot every {args.drift_interval} steps):",
+            "",
+            markdown_table(
+                [
+                    "molecule",
+                    "model",
+                    "dtype",
+                    "ps",
+                    "drift meV/atom/ps",
+                    "max |ΔE_tot| meV/atom",
+                    "mean T (K)",
+                    "status",
+                ],
+                drift_rows,
+            ),
+        ]
     if batched:
-        out += ["", f"Batched evaluation, {args.batch_molecule}, float32, median of {args.batch_calls} calls:", "",
-                markdown_table(["mode", "median ms/call", "molecule evals/s", "× calculator"],
-                               [[b["mode"], b["median_ms"], b["molecule_evals_per_s"], f"{b['speedup_vs_calculator']:.2f}×"]
-                                for b in batched])]
+        out += [
+            "",
+            f"Batched evaluation, {args.batch_molecule}, float32, median of {args.batch_calls} calls:",
+            "",
+            markdown_table(
+                ["mode", "median ms/call", "molecule evals/s", "× calculator"],
+                [
+                    [b["mode"], b["median_ms"], b["molecule_evals_per_s"], f"{b['speedup_vs_calculator']:.2f}×"]
+                    for b in batched
+                ],
+            ),
+        ]
     out += [""] + [f"- {n}" for n in notes]
     print("\n".join(out))
-    write_json(args.json, {"benchmark": "md", "machine": info, "args": {k: str(v) for k, v in vars(args).items()},
-                           "notes": notes, "molecules": results, "batched": batched})
+    write_json(
+        args.json,
+        {
+            "benchmark": "md",
+            "machine": info,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "notes": notes,
+            "molecules": results,
+            "batched": batched,
+        },
+    )
     return 0
 
 

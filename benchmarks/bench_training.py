@@ -93,12 +93,14 @@ def make_batches(molecule: str, batch_size: int, n_batches: int, seed: int) -> t
         idx = np.sort(rng.choice(len(frames), size=batch_size, replace=False))
         coords = torch.as_tensor(frames.coords[idx], dtype=torch.float32)
         graph = repeat_topology(topo, coords)
-        batches.append(Batch(
-            graph=graph,
-            pos=coords.reshape(-1, 3).clone(),
-            true_e=torch.as_tensor(frames.energies[idx] - shift, dtype=torch.float32),
-            true_f=torch.as_tensor(frames.forces[idx].reshape(-1, 3), dtype=torch.float32),
-        ))
+        batches.append(
+            Batch(
+                graph=graph,
+                pos=coords.reshape(-1, 3).clone(),
+                true_e=torch.as_tensor(frames.energies[idx] - shift, dtype=torch.float32),
+                true_f=torch.as_tensor(frames.forces[idx].reshape(-1, 3), dtype=torch.float32),
+            )
+        )
     return batches, topo, shift, scale
 
 
@@ -108,7 +110,9 @@ def ours_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     from emgp_md.training.losses import energy_force_loss
 
     pred_e, pred_f = energy_and_forces(model, batch.graph, training=True)
-    return energy_force_loss(pred_e, pred_f, batch.true_e, batch.true_f, model.energy_scale, ENERGY_WEIGHT, FORCE_WEIGHT)
+    return energy_force_loss(
+        pred_e, pred_f, batch.true_e, batch.true_f, model.energy_scale, ENERGY_WEIGHT, FORCE_WEIGHT
+    )
 
 
 def reference_loss(model: ReferenceEnergyModel, inputs: ReferenceInputs, batch: Batch) -> torch.Tensor:
@@ -116,7 +120,9 @@ def reference_loss(model: ReferenceEnergyModel, inputs: ReferenceInputs, batch: 
     from emgp_md.training.losses import energy_force_loss
 
     pred_e, pred_f = reference_energy_and_forces(model, inputs, batch.pos, create_graph=True)
-    return energy_force_loss(pred_e, pred_f, batch.true_e, batch.true_f, model.energy_scale, ENERGY_WEIGHT, FORCE_WEIGHT)
+    return energy_force_loss(
+        pred_e, pred_f, batch.true_e, batch.true_f, model.energy_scale, ENERGY_WEIGHT, FORCE_WEIGHT
+    )
 
 
 def gradients(model: torch.nn.Module, loss_fn: Callable[[], torch.Tensor]) -> tuple[float, dict[str, torch.Tensor]]:
@@ -124,19 +130,27 @@ def gradients(model: torch.nn.Module, loss_fn: Callable[[], torch.Tensor]) -> tu
     model.zero_grad(set_to_none=True)
     loss = loss_fn()
     loss.backward()
-    grads = {n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters()}
+    grads = {
+        n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters()
+    }
     model.zero_grad(set_to_none=True)
     return float(loss.detach()), grads
 
 
 def check_equal(
-    ours: torch.nn.Module, ref: ReferenceEnergyModel, inputs: ReferenceInputs, batch: Batch, dtype: torch.dtype, tol: float
+    ours: torch.nn.Module,
+    ref: ReferenceEnergyModel,
+    inputs: ReferenceInputs,
+    batch: Batch,
+    dtype: torch.dtype,
+    tol: float,
 ) -> dict[str, Any]:
     """Compare loss and all parameter gradients of one step (copies of the models, in ``dtype``)."""
     o, r = copy.deepcopy(ours).to(dtype).train(), copy.deepcopy(ref).to(dtype).train()
     b = batch.to(dtype)
-    inp = ReferenceInputs(inputs.node_features.to(dtype), inputs.edge_index, inputs.edge_attr.to(dtype),
-                          inputs.batch, inputs.n_graphs)
+    inp = ReferenceInputs(
+        inputs.node_features.to(dtype), inputs.edge_index, inputs.edge_attr.to(dtype), inputs.batch, inputs.n_graphs
+    )
     loss_o, g_o = gradients(o, lambda: ours_loss(o, b))
     loss_r, g_r = gradients(r, lambda: reference_loss(r, inp, b))
     if set(g_o) != set(g_r):
@@ -149,14 +163,27 @@ def check_equal(
             worst_name, worst_rel, worst_abs = name, rel, diff
     d_loss = abs(loss_o - loss_r)
     ok = d_loss <= tol * (1 + abs(loss_r)) and worst_rel <= tol
-    return {"dtype": str(dtype).replace("torch.", ""), "loss_ours": loss_o, "loss_reference": loss_r,
-            "abs_dloss": d_loss, "max_rel_dgrad": worst_rel, "max_abs_dgrad": worst_abs, "worst_parameter": worst_name,
-            "tolerance": tol, "pass": bool(ok)}
+    return {
+        "dtype": str(dtype).replace("torch.", ""),
+        "loss_ours": loss_o,
+        "loss_reference": loss_r,
+        "abs_dloss": d_loss,
+        "max_rel_dgrad": worst_rel,
+        "max_abs_dgrad": worst_abs,
+        "worst_parameter": worst_name,
+        "tolerance": tol,
+        "pass": bool(ok),
+    }
 
 
 def time_steps(
-    ours: torch.nn.Module, ref: ReferenceEnergyModel, inputs: ReferenceInputs, batches: list[Batch],
-    steps: int, warmup: int, lr: float,
+    ours: torch.nn.Module,
+    ref: ReferenceEnergyModel,
+    inputs: ReferenceInputs,
+    batches: list[Batch],
+    steps: int,
+    warmup: int,
+    lr: float,
 ) -> dict[str, list[float]]:
     """Alternate full training steps of both implementations on the same batches; per-step wall times."""
     ours.train()
@@ -166,7 +193,7 @@ def time_steps(
     times: dict[str, list[float]] = {"ours": [], "reference": []}
     for i in range(warmup + steps):
         batch = batches[i % len(batches)]
-        for impl in (("ours", "reference") if i % 2 == 0 else ("reference", "ours")):
+        for impl in ("ours", "reference") if i % 2 == 0 else ("reference", "ours"):
             t0 = time.perf_counter()
             loss = losses[impl](batch)
             opts[impl].zero_grad(set_to_none=True)
@@ -189,8 +216,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=0, help="seed of the batches and of the random weights")
-    parser.add_argument("--weights", choices=["auto", "official", "random"], default="auto",
-                        help="backbone: authors' checkpoint (auto: when present) or random")
+    parser.add_argument(
+        "--weights",
+        choices=["auto", "official", "random"],
+        default="auto",
+        help="backbone: authors' checkpoint (auto: when present) or random",
+    )
     parser.add_argument("--tol32", type=float, default=1e-4, help="float32 tolerance on loss and gradients (relative)")
     parser.add_argument("--tol64", type=float, default=1e-10, help="float64 tolerance on loss and gradients (relative)")
     parser.add_argument("--no-check", action="store_true", help="skip the gradient equality check")
@@ -208,14 +239,23 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     set_threads(args.threads)
     info = machine_info()
-    batches, topo, shift, scale = make_batches(args.molecule, args.batch_size, min(args.warmup + args.steps, 64), args.seed)
+    batches, topo, shift, scale = make_batches(
+        args.molecule, args.batch_size, min(args.warmup + args.steps, 64), args.seed
+    )
     spec = paper_size_model(args.weights, args.seed)
     ours = spec.model
     ours.energy_scale, ours.energy_shift = scale, shift  # as the fine-tuning loop normalises energies
     ref = ReferenceEnergyModel.from_model(ours)
     inputs = reference_inputs(topo, args.batch_size, torch.float32)
-    log.info("%s; %d atoms x batch %d; %d warm-up + %d timed steps each, %d thread(s)",
-             spec.description, topo.n_atoms, args.batch_size, args.warmup, args.steps, args.threads)
+    log.info(
+        "%s; %d atoms x batch %d; %d warm-up + %d timed steps each, %d thread(s)",
+        spec.description,
+        topo.n_atoms,
+        args.batch_size,
+        args.warmup,
+        args.steps,
+        args.threads,
+    )
     checks = []
     if not args.no_check:
         for dtype, tol in ((torch.float32, args.tol32), (torch.float64, args.tol64)):
@@ -226,30 +266,70 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for impl in ("ours", "reference"):
         s = stats[impl]
-        rows.append([impl, s["median_ms"], f"{s['p10_ms']:.4g}–{s['p90_ms']:.4g}",
-                     args.batch_size / (s["median_ms"] * 1e-3), f"{s['median_ms'] / stats['ours']['median_ms']:.2f}×"])
-    out = [f"Training throughput, {args.molecule} ({topo.n_atoms} atoms), batch {args.batch_size}, {spec.label}, "
-           f"{args.threads} thread(s), {args.steps} timed steps after {args.warmup} warm-up; "
-           f"{info['cpu_model']}, torch {info['torch']}, {info['date_utc']}", "",
-           markdown_table(["implementation", "median ms/step", "p10–p90 ms", "molecules/s", "time / ours"], rows)]
+        rows.append(
+            [
+                impl,
+                s["median_ms"],
+                f"{s['p10_ms']:.4g}–{s['p90_ms']:.4g}",
+                args.batch_size / (s["median_ms"] * 1e-3),
+                f"{s['median_ms'] / stats['ours']['median_ms']:.2f}×",
+            ]
+        )
+    out = [
+        f"Training throughput, {args.molecule} ({topo.n_atoms} atoms), batch {args.batch_size}, {spec.label}, "
+        f"{args.threads} thread(s), {args.steps} timed steps after {args.warmup} warm-up; "
+        f"{info['cpu_model']}, torch {info['torch']}, {info['date_utc']}",
+        "",
+        markdown_table(["implementation", "median ms/step", "p10–p90 ms", "molecules/s", "time / ours"], rows),
+    ]
     if checks:
-        out += ["", "Ours vs reference, first batch, same weights (loss and all parameter gradients):", "",
-                markdown_table(["dtype", "loss ours", "|Δloss|", "max rel Δgrad", "worst parameter", "tol", "pass"],
-                               [[c["dtype"], f"{c['loss_ours']:.8g}", f"{c['abs_dloss']:.3g}", f"{c['max_rel_dgrad']:.3g}",
-                                 c["worst_parameter"], f"{c['tolerance']:.0e}", "yes" if c["pass"] else "**NO**"]
-                                for c in checks])]
-    out += ["", f"- model: {spec.description}; energy normalisation from {args.molecule} train_01 "
-                f"(mean {shift:.6g}, std {scale:.4g} kcal/mol)"]
+        out += [
+            "",
+            "Ours vs reference, first batch, same weights (loss and all parameter gradients):",
+            "",
+            markdown_table(
+                ["dtype", "loss ours", "|Δloss|", "max rel Δgrad", "worst parameter", "tol", "pass"],
+                [
+                    [
+                        c["dtype"],
+                        f"{c['loss_ours']:.8g}",
+                        f"{c['abs_dloss']:.3g}",
+                        f"{c['max_rel_dgrad']:.3g}",
+                        c["worst_parameter"],
+                        f"{c['tolerance']:.0e}",
+                        "yes" if c["pass"] else "**NO**",
+                    ]
+                    for c in checks
+                ],
+            ),
+        ]
+    out += [
+        "",
+        f"- model: {spec.description}; energy normalisation from {args.molecule} train_01 "
+        f"(mean {shift:.6g}, std {scale:.4g} kcal/mol)",
+    ]
     print("\n".join(out))
-    write_json(args.json, {
-        "benchmark": "training_throughput", "machine": info, "args": {k: str(v) for k, v in vars(args).items()},
-        "model": {"label": spec.label, "description": spec.description, "n_params": spec.n_params},
-        "n_atoms": topo.n_atoms, "batch_size": args.batch_size,
-        "steps": {k: {**stats[k], "molecules_per_s": args.batch_size / (stats[k]["median_ms"] * 1e-3),
-                      "times_ms": [t * 1e3 for t in times[k]]} for k in times},
-        "ratio_reference_to_ours": stats["reference"]["median_ms"] / stats["ours"]["median_ms"],
-        "equality": checks,
-    })
+    write_json(
+        args.json,
+        {
+            "benchmark": "training_throughput",
+            "machine": info,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "model": {"label": spec.label, "description": spec.description, "n_params": spec.n_params},
+            "n_atoms": topo.n_atoms,
+            "batch_size": args.batch_size,
+            "steps": {
+                k: {
+                    **stats[k],
+                    "molecules_per_s": args.batch_size / (stats[k]["median_ms"] * 1e-3),
+                    "times_ms": [t * 1e3 for t in times[k]],
+                }
+                for k in times
+            },
+            "ratio_reference_to_ours": stats["reference"]["median_ms"] / stats["ours"]["median_ms"],
+            "equality": checks,
+        },
+    )
     if any(not c["pass"] for c in checks):
         log.error("ours and the reference disagree: %s", [c for c in checks if not c["pass"]])
         return 1

@@ -134,7 +134,9 @@ class ReferenceEnergyModel(nn.Module):
         Added in float64 by :meth:`total_energy` (model energy unit).
     """
 
-    def __init__(self, hidden_nf: int = 128, n_layers: int = 7, energy_scale: float = 1.0, energy_shift: float = 0.0) -> None:
+    def __init__(
+        self, hidden_nf: int = 128, n_layers: int = 7, energy_scale: float = 1.0, energy_shift: float = 0.0
+    ) -> None:
         super().__init__()
         self.backbone = ReferenceEGNN(hidden_nf, n_layers)
         self.head = ReferenceAtomwiseHead(hidden_nf)

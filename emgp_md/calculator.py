@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
@@ -100,7 +101,7 @@ class EMGPCalculator(Calculator):
         assert self.model is not None
         species = self.metadata.get("species")
         validate_atomic_numbers(self.atoms.numbers, set(species) if species else None)
-        if self._topology is None or "numbers" in system_changes or self._topology.n_atoms != len(self.atoms):
+        if self._topology is None or not np.array_equal(self._topology.z, self.atoms.numbers):
             self._topology = topology_for_atoms(self.atoms, self.metadata.get("topology"))
         graph = collate([self._topology], [self.atoms.positions], self.dtype).to(self.device)
         energy, forces = energy_and_forces(self.model, graph)
