@@ -58,6 +58,54 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    from emgp_md.config import PretrainConfig, load_yaml
+    from emgp_md.pretrain.data import load_split
+    from emgp_md.pretrain.trainer import pretrain
+    from emgp_md.training.distributed import cleanup, init_distributed
+
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    cfg = load_yaml(PretrainConfig, args.config, overrides)
+    train, val = load_split(cfg.data, cfg.n_val_molecules, cfg.seed, cfg.max_conformers)
+    info = init_distributed()
+    try:
+        result = pretrain(cfg, train, val, args.out, resume=args.resume, info=info)
+    finally:
+        cleanup(info)
+    if info.is_main:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def _pretrain_report(args: argparse.Namespace) -> int:
+    import torch
+
+    from emgp_md.pretrain.data import load_split
+    from emgp_md.pretrain.noise import noise_levels
+    from emgp_md.pretrain.report import level_diagnostics, plot_diagnostics
+    from emgp_md.training.transfer import load_any_checkpoint
+
+    _, val = load_split(args.data, args.n_val_molecules, args.seed)
+    confs = [val[i] for i in range(min(args.n_conformers, len(val)))]
+    diags = {}
+    for path in args.checkpoints:
+        model, meta = load_any_checkpoint(path)
+        sigmas = torch.tensor(meta.get("sigmas_A") or noise_levels().tolist(), dtype=torch.float64)
+        diags[Path(path).name] = level_diagnostics(model, confs, sigmas, seed=args.seed)
+    if args.json:
+        print(json.dumps({k: d.to_dict() for k, d in diags.items()}, indent=2))
+    else:
+        for name, d in diags.items():
+            print(f"{name} ({d.n_conformers} validation conformers)")
+            print("  level  sigma_A  INP_acc  INP_±2  cos_Riemann  cos_Gaussian")
+            for level, row in enumerate(zip(d.sigma_A, d.inp_accuracy, d.inp_within_2, d.cosine_riemann,
+                                            d.cosine_gaussian)):
+                print(f"  {level:5d}  {row[0]:7.4f}  {row[1]:7.3f}  {row[2]:6.3f}  {row[3]:11.3f}  {row[4]:12.3f}")
+    if args.plot:
+        plot_diagnostics(diags).savefig(args.plot, dpi=120)
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from emgp_md.data.convert import topology_for_atoms
     from emgp_md.data.rmd17 import load_frames
@@ -138,6 +186,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--epochs", type=int)
     p.set_defaults(func=_finetune)
+
+    p = sub.add_parser("pretrain", help="3D-EMGP pretraining on a conformer set (torchrun for data parallel)")
+    p.add_argument("config")
+    p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--epochs", type=int)
+    p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("pretrain-report", help="INP accuracy and force/target cosine per noise level")
+    p.add_argument("checkpoints", nargs="+", help="pretrained checkpoints (ours or the authors' raw file)")
+    p.add_argument("--data", required=True, help="conformer set folder (its validation molecules are used)")
+    p.add_argument("--n-conformers", dest="n_conformers", type=int, default=200)
+    p.add_argument("--n-val-molecules", dest="n_val_molecules", type=int, default=500)
+    p.add_argument("--seed", type=int, default=2021)
+    p.add_argument("--plot", help="PNG path for the per-level plot")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_pretrain_report)
 
     p = sub.add_parser("evaluate", help="energy and force MAE of a checkpoint on rMD17 frames")
     p.add_argument("checkpoint")

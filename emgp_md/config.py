@@ -127,7 +127,7 @@ class PretrainConfig:
     min_lr: float = 1e-5
     weight_decay: float = 0.0
     grad_clip: float = 5.0
-    val_fraction: float = 0.02
+    n_val_molecules: int = 500
     max_conformers: int | None = None
     checkpoint_every_steps: int = 200
     max_wall_time_s: float | None = None

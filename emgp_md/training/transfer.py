@@ -5,31 +5,37 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from emgp_md.config import ModelConfig, from_dict
-from emgp_md.models.checkpoint import read_checkpoint
+from emgp_md.models.checkpoint import load_checkpoint
+from emgp_md.models.energy_model import EnergyModel
 
 log = logging.getLogger(__name__)
+
+
+def load_any_checkpoint(path: str | Path) -> tuple[EnergyModel, dict[str, Any]]:
+    """Load an emgp-md checkpoint, or the authors' raw ``checkpoint-3dmgp`` (imported on the fly)."""
+    try:
+        return load_checkpoint(path)
+    except ValueError as exc:
+        if "authors' 3D-EMGP checkpoint" not in str(exc):
+            raise
+    from emgp_md.models.official import import_official
+
+    return import_official(path)
 
 
 def pretrained_backbone(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
     """Backbone weights (keys without the ``backbone.`` prefix) and architecture of a checkpoint.
 
-    Accepts an emgp-md checkpoint or the authors' raw ``checkpoint-3dmgp`` (imported on the fly).
+    Accepts an emgp-md checkpoint or the authors' raw ``checkpoint-3dmgp``.
     """
-    try:
-        state, meta = read_checkpoint(path)
-        cfg = from_dict(ModelConfig, meta["model"])
-    except ValueError as exc:
-        if "authors' 3D-EMGP checkpoint" not in str(exc):
-            raise
-        from emgp_md.models.official import import_official
-
-        model, meta = import_official(path)
-        state = model.state_dict()
-        cfg = from_dict(ModelConfig, meta["model"])
+    model, meta = load_any_checkpoint(path)
+    state = model.state_dict()
+    cfg = from_dict(ModelConfig, meta["model"])
     backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     if not backbone:
         raise ValueError(f"checkpoint {str(path)!r} holds no backbone weights")
