@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,9 @@ class EMGPCalculator(Calculator):
         self.model: EnergyModel | None = None
         self.metadata: dict[str, Any] = {}
         self._topology: Topology | None = None
+        self._auto_formula: str | None = None  # set when the model was picked by the atoms' formula
         if isinstance(model, EnergyModel):
-            self._set_model(model, metadata or {})
+            self._set_model(copy.deepcopy(model), metadata or {})  # never change the caller's model
         elif model is not None:
             self._set_model(*load_checkpoint(model))
         elif name is not None:
@@ -94,10 +96,14 @@ class EMGPCalculator(Calculator):
     ) -> None:
         super().calculate(atoms, properties or ["energy"], system_changes)
         check_atoms(self.atoms)
-        if self.model is None:
-            from emgp_md.pretrained import model_for_formula
+        if self.model is None or self._auto_formula is not None:
+            # no model given: the shipped model of this formula, re-picked whenever the formula changes
+            formula = self.atoms.get_chemical_formula(mode="hill")
+            if formula != self._auto_formula:
+                from emgp_md.pretrained import model_for_formula
 
-            self._load_shipped(model_for_formula(self.atoms.get_chemical_formula(mode="hill")))
+                self._load_shipped(model_for_formula(formula))
+                self._auto_formula = formula
         assert self.model is not None
         species = self.metadata.get("species")
         validate_atomic_numbers(self.atoms.numbers, set(species) if species else None)

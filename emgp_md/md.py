@@ -45,7 +45,11 @@ class MDResult:
 
 def init_velocities(atoms: Atoms, temperature_K: float, seed: int) -> None:
     """Maxwell–Boltzmann velocities at ``temperature_K``, no net momentum or rotation, seeded."""
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
+    try:  # ASE >= 3.29
+        from ase.md.velocitydistribution import thermalize_momenta
+    except ImportError:  # pragma: no cover - older ASE
+        thermalize_momenta = MaxwellBoltzmannDistribution
+    thermalize_momenta(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
     Stationary(atoms)
     ZeroRotation(atoms)
 

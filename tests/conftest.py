@@ -110,8 +110,11 @@ def small_model() -> Callable[..., EnergyModel]:
 
 @pytest.fixture
 def small_checkpoint(tmp_path: Path) -> Path:
-    """A small random model (species H, C, O; energy in kcal/mol; scale 2, shift -50) saved as a checkpoint."""
-    model = make_small_model(seed=3, energy_scale=2.0, energy_shift=-50.0)
+    """A small random model (species H, C, O; energy in kcal/mol; scale 40, shift -50) saved as a checkpoint.
+
+    The scale gives forces of ~0.03 eV/Å on ethanol, so MD and relaxation actually move the atoms.
+    """
+    model = make_small_model(seed=3, energy_scale=40.0, energy_shift=-50.0)
     cfg = ModelConfig(hidden_nf=16, n_layers=2)
     meta = make_metadata(cfg, species=[1, 6, 8], energy_unit="kcal/mol", name="tiny-test")
     path = tmp_path / "tiny.pt"

@@ -203,6 +203,12 @@ def fake_shipped(tmp_path, monkeypatch):
     save_checkpoint(folder / "ethanol-test.pt", make_small_model(seed=21), meta)
     index = {"ethanol-test": {"file": "ethanol-test.pt", "formula": "C2H6O",
                               "test": {"force_mae_kcal_mol_A": 0.5, "energy_mae_kcal_mol": 0.25}}}
+    # a second molecule of the same elements: acetic acid, C2H4O2
+    acid = molecule("CH3COOH")
+    save_checkpoint(folder / "acid-test.pt", make_small_model(seed=22),
+                    make_metadata(ModelConfig(hidden_nf=16, n_layers=2), [1, 6, 8], "kcal/mol", topology=None,
+                                  name="acid-test", formula=acid.get_chemical_formula(mode="hill")))
+    index["acid-test"] = {"file": "acid-test.pt", "formula": acid.get_chemical_formula(mode="hill")}
     (folder / "index.json").write_text(json.dumps(index))
     monkeypatch.setattr(pretrained, "_folder", lambda: folder)
     return folder
@@ -211,7 +217,7 @@ def fake_shipped(tmp_path, monkeypatch):
 def test_formula_lookup_with_fake_package_data(fake_shipped):
     from emgp_md.pretrained import load_structure, model_for_formula, reference_atoms
 
-    assert list(emgp_md.available_models()) == ["ethanol-test"]
+    assert sorted(emgp_md.available_models()) == ["acid-test", "ethanol-test"]
     assert model_for_formula("C2H6O") == "ethanol-test"
     atoms = molecule("CH3CH2OH")
     atoms.calc = EMGPCalculator()
@@ -227,3 +233,41 @@ def test_formula_lookup_with_fake_package_data(fake_shipped):
         model_for_formula("CH4")
     with pytest.raises(ValueError, match="neither a shipped molecule"):
         load_structure("no-such-thing")
+
+
+def test_default_calculator_follows_formula_when_reused(fake_shipped):
+    """One ``EMGPCalculator()`` used on two molecules picks each molecule's own shipped model."""
+    calc = EMGPCalculator()
+    ethanol, acid = molecule("CH3CH2OH"), molecule("CH3COOH")
+    ethanol.calc = calc
+    e_ethanol = ethanol.get_potential_energy()
+    assert calc.metadata["name"] == "ethanol-test"
+    acid.calc = calc
+    f_acid = acid.get_forces()
+    assert calc.metadata["name"] == "acid-test"
+    fresh = molecule("CH3COOH")
+    fresh.calc = EMGPCalculator("acid-test")
+    np.testing.assert_allclose(f_acid, fresh.get_forces(), rtol=1e-6)
+    ethanol.calc = calc
+    assert ethanol.get_potential_energy() == pytest.approx(e_ethanol, rel=1e-6)
+    assert calc.metadata["name"] == "ethanol-test"
+
+
+def test_explicit_model_is_kept_for_other_molecules(fake_shipped):
+    """A model chosen by name is never swapped behind the user's back."""
+    calc = EMGPCalculator("ethanol-test")
+    acid = molecule("CH3COOH")
+    acid.calc = calc
+    assert np.all(np.isfinite(acid.get_forces()))
+    assert calc.metadata["name"] == "ethanol-test"
+
+
+def test_failed_formula_lookup_does_not_fall_back_to_previous_model(fake_shipped):
+    calc = EMGPCalculator()
+    ethanol, methane = molecule("CH3CH2OH"), molecule("CH4")
+    ethanol.calc = calc
+    ethanol.get_potential_energy()
+    methane.calc = calc
+    for _ in range(2):  # the second call sees no system change but must still refuse
+        with pytest.raises(ValueError, match="no shipped model for formula CH4"):
+            methane.get_potential_energy()

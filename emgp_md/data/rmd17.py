@@ -47,11 +47,13 @@ class Frames:
 
 
 def _labels(data: np.lib.npyio.NpzFile, label_set: str) -> tuple[np.ndarray, np.ndarray]:
-    if label_set == "rmd17":
-        return data["energies"], data["forces"]
-    if label_set == "md17":
-        return data["old_energies"], data["old_forces"]
-    raise ValueError(f"unknown label_set {label_set!r}; use 'rmd17' or 'md17'")
+    keys = {"rmd17": ("energies", "forces"), "md17": ("old_energies", "old_forces")}
+    if label_set not in keys:
+        raise ValueError(f"unknown label_set {label_set!r}; use 'rmd17' or 'md17'")
+    missing = [k for k in keys[label_set] if k not in data.files]
+    if missing:
+        raise ValueError(f"label set {label_set!r} needs keys {missing}, missing from a file with {data.files}")
+    return data[keys[label_set][0]], data[keys[label_set][1]]
 
 
 def load_frames(path: str | Path, label_set: str = "rmd17", indices: np.ndarray | None = None) -> Frames:

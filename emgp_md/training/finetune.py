@@ -37,13 +37,14 @@ LOG_FIELDS = ["epoch", "lr", "loss_kind", "train_loss", "val_energy_mae", "val_f
 
 def build_finetune_model(cfg: FinetuneConfig, scale: float, shift: float) -> tuple[EnergyModel, FinetuneConfig]:
     """Fresh model, or pretrained backbone + fresh heads; returns the model and the effective config."""
-    torch.manual_seed(cfg.seed)
     if cfg.pretrained:
         weights, src_cfg = pretrained_backbone(cfg.pretrained)
         cfg.model = transfer_config(cfg.model, src_cfg)
+        torch.manual_seed(cfg.seed)  # fresh heads drawn as from scratch
         model = build_model(cfg.model, energy_scale=scale, energy_shift=shift)
         model.backbone.load_state_dict(weights, strict=True)
     else:
+        torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, energy_scale=scale, energy_shift=shift)
         if cfg.init == "paper":
             paper_init_(model)
