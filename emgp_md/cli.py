@@ -16,7 +16,7 @@ def _md(args: argparse.Namespace) -> int:
     from emgp_md.pretrained import load_structure
 
     atoms = load_structure(args.structure)
-    atoms.calc = EMGPCalculator(model=args.model, dtype=args.dtype) if args.model else EMGPCalculator(dtype=args.dtype)
+    atoms.calc = EMGPCalculator(model=args.model, dtype=args.dtype, compile=args.compile)
     result = run_md(atoms, args.out, args.ensemble, args.temperature_K, args.timestep_fs, args.steps,
                     args.friction_per_fs, args.seed, args.interval, progress=not args.quiet)
     png = Path(args.out).with_suffix(".png")
@@ -33,7 +33,7 @@ def _relax(args: argparse.Namespace) -> int:
     from emgp_md.relax import relax
 
     atoms = load_structure(args.structure)
-    atoms.calc = EMGPCalculator(model=args.model, dtype=args.dtype) if args.model else EMGPCalculator(dtype=args.dtype)
+    atoms.calc = EMGPCalculator(model=args.model, dtype=args.dtype)
     res = relax(atoms, args.fmax_eV_per_A, args.steps, args.optimizer, logfile="-" if not args.quiet else None)
     ase.io.write(args.out, res.atoms)
     logging.info("converged=%s in %d steps, E=%.6f eV, max force %.4f eV/Å; wrote %s",
@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--friction-per-fs", dest="friction_per_fs", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--interval", type=int, default=10, help="write every N steps")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first step, faster after)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.set_defaults(func=_md)
 

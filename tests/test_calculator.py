@@ -271,3 +271,19 @@ def test_failed_formula_lookup_does_not_fall_back_to_previous_model(fake_shipped
     for _ in range(2):  # the second call sees no system change but must still refuse
         with pytest.raises(ValueError, match="no shipped model for formula CH4"):
             methane.get_potential_energy()
+
+
+@pytest.mark.slow
+def test_compiled_calculator_matches_eager(small_checkpoint: Path) -> None:
+    """torch.compile path gives the eager numbers (slow: compilation takes tens of seconds)."""
+    from ase.build import molecule
+
+    atoms = molecule("CH3CH2OH")
+    eager = EMGPCalculator(model=small_checkpoint, dtype="float64")
+    compiled = EMGPCalculator(model=small_checkpoint, dtype="float64", compile=True)
+    for shift in (0.0, 0.05):
+        atoms.positions[0, 0] += shift
+        e0, f0 = eager.get_potential_energy(atoms), eager.get_forces(atoms)
+        e1, f1 = compiled.get_potential_energy(atoms), compiled.get_forces(atoms)
+        assert abs(e1 - e0) < 1e-9
+        np.testing.assert_allclose(f1, f0, atol=1e-9)
