@@ -221,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the shipped models")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_models)
+
+    from emgp_md.data.conformers import add_conformers_parser
+
+    add_conformers_parser(sub)
     return parser
 
 

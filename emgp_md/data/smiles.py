@@ -21,8 +21,9 @@ from __future__ import annotations
 import csv
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -31,19 +32,19 @@ from emgp_md.data.rmd17 import MOLECULES, default_data_dir, split_path
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "SOURCES",
-    "SMILES_COLUMNS",
     "RMD17_SMILES",
-    "resolve_source",
-    "read_smiles",
+    "SMILES_COLUMNS",
+    "SOURCES",
     "canonical_smiles",
-    "exclusion_key",
-    "read_exclusion_file",
-    "rmd17_exclusion_keys",
-    "default_exclusion",
-    "formula_from_z",
-    "formula_from_smiles",
     "check_rmd17_formulas",
+    "default_exclusion",
+    "exclusion_key",
+    "formula_from_smiles",
+    "formula_from_z",
+    "read_exclusion_file",
+    "read_smiles",
+    "resolve_source",
+    "rmd17_exclusion_keys",
 ]
 
 #: Named sources, relative to :func:`emgp_md.data.rmd17.default_data_dir`.
@@ -84,7 +85,9 @@ def resolve_source(source: str | Path, data_dir: str | Path | None = None) -> Pa
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     path = root / SOURCES[name] if name in SOURCES else Path(name)
     if not path.is_file():
-        raise FileNotFoundError(f"SMILES source {name!r} -> {str(path)!r} does not exist (named sources: {sorted(SOURCES)})")
+        raise FileNotFoundError(
+            f"SMILES source {name!r} -> {str(path)!r} does not exist (named sources: {sorted(SOURCES)})"
+        )
     return path
 
 
@@ -158,7 +161,7 @@ def read_exclusion_file(path: str | Path) -> set[str]:
     """
     keys, n_bad = _keys(read_smiles(path))
     if n_bad:
-        logger.warning("%s: %d SMILES could not be parsed by RDKit and cannot match any molecule", path, n_bad)
+        logger.info("%s: %d SMILES could not be parsed by RDKit and cannot match any molecule", path, n_bad)
     return keys
 
 
