@@ -89,6 +89,8 @@ def denoising_loss(
     if variant == "direct":
         h, pos_out = model.backbone(noisy.z, noisy.pos, noisy.edge_index, noisy.edge_type, update_coords=True)
         pooled = model.head.pool(h, graph.batch, graph.n_graphs)
+        if not need_pred:
+            return None, pooled
         target = riemann_score(noisy.pos, graph.pos, graph.batch, graph.n_graphs) / sig
         return _node_loss((pos_out - noisy.pos) / sig, target, graph), pooled
     if variant == "distance":
@@ -96,6 +98,8 @@ def denoising_loss(
             raise ValueError("the 'distance' variant needs model.distance_head: true")
         h = model.node_features(noisy)
         pooled = model.head.pool(h, graph.batch, graph.n_graphs)
+        if not need_pred:
+            return None, pooled
         d_noisy = _pairwise_distance(noisy.pos, noisy.edge_index)
         target = (_pairwise_distance(graph.pos, graph.edge_index) - d_noisy) / sigma_atom.index_select(0, graph.edge_index[0])
         err = (model.distance_head(h, noisy.edge_index, d_noisy) - target) ** 2
