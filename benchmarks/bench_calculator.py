@@ -38,7 +38,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     ModelSpec,
     checkpoint_model,
     ensure_topology,
@@ -52,7 +52,7 @@ from _common import (  # noqa: E402
     summarize_ms,
     write_json,
 )
-from reference_egnn import ReferenceCalculator, ReferenceEnergyModel  # noqa: E402
+from reference_egnn import ReferenceCalculator, ReferenceEnergyModel
 
 log = logging.getLogger("bench_calculator")
 DTYPES = ("float32", "float64")
@@ -136,7 +136,7 @@ def compare(ours: Variant, ref: Variant, tol: float) -> dict[str, Any]:
     return {
         "model": ours.model_label,
         "dtype": ours.dtype,
-        "calls_compared": int(len(e_o)),
+        "calls_compared": len(e_o),
         "max_abs_dE_eV": float(de.max()),
         "max_rel_dE": float((de / np.maximum(np.abs(e_r), 1e-300)).max()),
         "max_abs_dF_eV_A": float(df.max()),

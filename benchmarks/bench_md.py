@@ -40,7 +40,7 @@ from ase.md.verlet import VelocityVerlet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     ModelSpec,
     checkpoint_model,
     ensure_topology,

@@ -24,16 +24,17 @@ import copy
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     machine_info,
     markdown_table,
     paper_size_model,
@@ -42,7 +43,7 @@ from _common import (  # noqa: E402
     summarize_ms,
     write_json,
 )
-from reference_egnn import (  # noqa: E402
+from reference_egnn import (
     ReferenceEnergyModel,
     ReferenceInputs,
     reference_energy_and_forces,
@@ -72,7 +73,7 @@ class Batch:
     true_e: torch.Tensor
     true_f: torch.Tensor
 
-    def to(self, dtype: torch.dtype) -> "Batch":
+    def to(self, dtype: torch.dtype) -> Batch:
         return Batch(self.graph.to(dtype=dtype), self.pos.to(dtype), self.true_e.to(dtype), self.true_f.to(dtype))
 
 

@@ -144,13 +144,13 @@ class ReferenceEnergyModel(nn.Module):
         self.energy_shift = float(energy_shift)
 
     @classmethod
-    def from_model(cls, model: nn.Module) -> "ReferenceEnergyModel":
+    def from_model(cls, model: nn.Module) -> ReferenceEnergyModel:
         """A reference copy (same weights, same normalisation, float32, eval mode) of an ``EnergyModel``."""
         ref = cls(model.backbone.hidden_nf, model.backbone.n_layers, model.energy_scale, model.energy_shift)
         ref.load_state_dict({k: v.detach().float() for k, v in model.state_dict().items()}, strict=True)
         return ref.eval()
 
-    def forward(self, inputs: "ReferenceInputs", pos: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: ReferenceInputs, pos: torch.Tensor) -> torch.Tensor:
         """(n_graphs,) energies without the constant shift, model energy unit."""
         h = self.backbone(inputs.node_features, pos, inputs.edge_index, inputs.edge_attr)
         return self.head(h, inputs.batch, inputs.n_graphs) * self.energy_scale

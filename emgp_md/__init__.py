@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["EMGPCalculator", "available_models", "load_checkpoint", "run_md", "relax", "__version__"]
+__all__ = ["EMGPCalculator", "__version__", "available_models", "load_checkpoint", "relax", "run_md"]
 
 _LAZY = {
     "EMGPCalculator": ("emgp_md.calculator", "EMGPCalculator"),

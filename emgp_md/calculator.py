@@ -78,7 +78,7 @@ class EMGPCalculator(Calculator):
             self._load_shipped(name)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> "EMGPCalculator":
+    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> EMGPCalculator:
         """Calculator for a checkpoint file."""
         return cls(model=path, **kwargs)
 

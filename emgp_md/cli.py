@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+log = logging.getLogger("emgp_md.cli")
+
 
 def _md(args: argparse.Namespace) -> int:
     from emgp_md.calculator import EMGPCalculator
@@ -21,7 +23,7 @@ def _md(args: argparse.Namespace) -> int:
                     args.friction_per_fs, args.seed, args.interval, progress=not args.quiet)
     png = Path(args.out).with_suffix(".png")
     plot_md_log(result.log_csv).savefig(png, dpi=120)
-    logging.info("wrote %s, %s and %s", result.trajectory, result.log_csv, png)
+    log.info("wrote %s, %s and %s", result.trajectory, result.log_csv, png)
     return 0
 
 
@@ -36,7 +38,7 @@ def _relax(args: argparse.Namespace) -> int:
     atoms.calc = EMGPCalculator(model=args.model, dtype=args.dtype)
     res = relax(atoms, args.fmax_eV_per_A, args.steps, args.optimizer, logfile="-" if not args.quiet else None)
     ase.io.write(args.out, res.atoms)
-    logging.info("converged=%s in %d steps, E=%.6f eV, max force %.4f eV/Å; wrote %s",
+    log.info("converged=%s in %d steps, E=%.6f eV, max force %.4f eV/Å; wrote %s",
                  res.converged, res.steps, res.energy_eV, res.fmax_eV_per_A, args.out)
     return 0 if res.converged else 1
 
@@ -234,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (ValueError, FileNotFoundError) as exc:
-        logging.getLogger("emgp-md").error("%s", exc)
+        log.error("%s", exc)
         return 2
 
 

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ def model_fn(model: torch.nn.Module, topology: Topology) -> EnergyForceFn:
     return fn
 
 
-def calculator_fn(atoms: "object") -> EnergyForceFn:
+def calculator_fn(atoms: object) -> EnergyForceFn:
     """Wrap an ``ase.Atoms`` with a calculator as ``pos -> (energy eV, forces eV/Å)``."""
 
     def fn(pos: np.ndarray) -> tuple[float, np.ndarray]:

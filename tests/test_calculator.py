@@ -9,14 +9,13 @@ import pytest
 import torch
 from ase import Atoms, units
 from ase.build import molecule
+from conftest import make_small_model, topo_of
 
 import emgp_md
 from emgp_md import EMGPCalculator, load_checkpoint
 from emgp_md.data.graph import collate
 from emgp_md.models.forces import energy_and_forces
 from emgp_md.testing import assert_e3_invariance, assert_forces_match_fd, calculator_fn
-
-from conftest import make_small_model, topo_of
 
 KCAL_MOL_IN_EV = units.kcal / units.mol
 
@@ -192,7 +191,7 @@ def fake_shipped(tmp_path, monkeypatch):
     """A package-data folder holding one tiny 'ethanol-test' model (C2H6O) with a reference geometry."""
     import json
 
-    import emgp_md.pretrained as pretrained
+    from emgp_md import pretrained
     from emgp_md.config import ModelConfig
     from emgp_md.models.checkpoint import make_metadata, save_checkpoint
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import make_small_model, topo_of
 
 from emgp_md.config import ModelConfig
 from emgp_md.data.graph import collate
@@ -19,8 +20,6 @@ from emgp_md.models.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-
-from conftest import make_small_model, topo_of
 
 CFG = ModelConfig(hidden_nf=16, n_layers=2)
 

@@ -64,9 +64,19 @@ def test_workflow_configs_exist():
     assert WORKFLOW_CONFIGS, "no workflows/configs/*.yaml found"
 
 
-@pytest.mark.parametrize("path", WORKFLOW_CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [p for p in WORKFLOW_CONFIGS if p.name.startswith("finetune")], ids=lambda p: p.name)
 def test_workflow_configs_load(path):
     cfg = load_yaml(FinetuneConfig, path)
     assert cfg.data.endswith(".npz")
     assert cfg.epochs > 0 and cfg.n_train > 0 and cfg.n_val > 0
     assert cfg.loss in {"l1", "mse", "mse_then_l1"} and cfg.scheduler in {"plateau", "cosine"}
+
+
+@pytest.mark.parametrize("path", [p for p in WORKFLOW_CONFIGS if p.name.startswith("pretrain")], ids=lambda p: p.name)
+def test_pretrain_configs_load(path):
+    from emgp_md.config import PretrainConfig
+    from emgp_md.pretrain.objectives import VARIANTS
+
+    cfg = load_yaml(PretrainConfig, path)
+    assert cfg.variant in VARIANTS and cfg.model.head == "pooled" and cfg.model.noise_levels == cfg.n_levels
+    assert cfg.epochs > 0 and cfg.batch_size > 0 and cfg.efp_weight >= 0 and cfg.inp_weight >= 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import topo_of
 
 from emgp_md.config import ModelConfig
 from emgp_md.data.graph import collate
@@ -19,8 +20,6 @@ from emgp_md.testing import (
     model_fn,
     random_orthogonal,
 )
-
-from conftest import topo_of
 
 
 def test_paper_backbone_parameter_count():

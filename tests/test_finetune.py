@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import make_small_model
 
 from emgp_md.config import FinetuneConfig, ModelConfig
 from emgp_md.data.rmd17 import load_frames
@@ -18,8 +19,6 @@ from emgp_md.models.heads import AtomwiseEnergyHead
 from emgp_md.training.evaluate import evaluate, mae_metrics
 from emgp_md.training.finetune import LOG_FIELDS, build_finetune_model, finetune
 from emgp_md.training.losses import energy_force_loss
-
-from conftest import make_small_model
 
 
 def _cfg(data, **kw) -> FinetuneConfig:

@@ -85,7 +85,7 @@ def test_forces_follow_riemann_target(official, name):
         _, forces = energy_and_forces(model, clean.with_pos(pos))
         t_rie = riemann_score(pos, clean.pos, clean.batch, clean.n_graphs) / sigma
         t_gauss = (clean.pos - pos) / sigma
-        per_mol = lambda t: t.reshape(n_draws, -1)  # noqa: E731
+        per_mol = lambda t: t.reshape(n_draws, -1)
         cos_rie.append(torch.cosine_similarity(per_mol(forces), per_mol(t_rie), dim=1).mean().item())
         cos_gauss.append(torch.cosine_similarity(per_mol(forces), per_mol(t_gauss), dim=1).mean().item())
     cos_rie, cos_gauss = np.array(cos_rie), np.array(cos_gauss)

@@ -7,8 +7,8 @@ offset by the number of atoms of the molecules before it, so torch's ``index_sel
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ class GraphBatch:
     batch: torch.Tensor
     n_graphs: int
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "GraphBatch":
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> GraphBatch:
         """Move to a device; ``dtype`` applies to the positions only."""
         return replace(
             self,
@@ -54,7 +54,7 @@ class GraphBatch:
             batch=self.batch.to(device),
         )
 
-    def with_pos(self, pos: torch.Tensor) -> "GraphBatch":
+    def with_pos(self, pos: torch.Tensor) -> GraphBatch:
         """Same graph with new positions (topology frozen)."""
         if pos.shape != self.pos.shape:
             raise ValueError(f"positions of shape {tuple(pos.shape)} do not fit a graph of {tuple(self.pos.shape)}")

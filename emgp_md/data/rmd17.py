@@ -41,7 +41,7 @@ class Frames:
     def __len__(self) -> int:
         return int(self.coords.shape[0])
 
-    def subset(self, idx: np.ndarray) -> "Frames":
+    def subset(self, idx: np.ndarray) -> Frames:
         idx = np.asarray(idx, dtype=np.int64)
         return Frames(self.z, self.coords[idx], self.energies[idx], self.forces[idx], self.source)
 

@@ -49,7 +49,7 @@ class Topology:
         return {"z": self.z.tolist(), "bonds": self.bonds.tolist()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Topology":
+    def from_dict(cls, data: dict[str, Any]) -> Topology:
         return topology_from_bonds(np.asarray(data["z"]), np.asarray(data["bonds"]).reshape(-1, 2))
 
 

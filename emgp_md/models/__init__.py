@@ -43,4 +43,4 @@ def paper_init_(model: nn.Module) -> None:
             nn.init.kaiming_uniform_(p.unsqueeze(0), a=0)
 
 
-__all__ = ["EGNN", "EnergyModel", "build_backbone", "build_model", "paper_init_", "BACKBONES", "HEADS"]
+__all__ = ["BACKBONES", "EGNN", "HEADS", "EnergyModel", "build_backbone", "build_model", "paper_init_"]

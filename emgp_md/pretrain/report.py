@@ -8,8 +8,9 @@ forces −∇Ê and the Riemann target s/σ (and the Gaussian target −ξ for c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -8,13 +8,13 @@ the authors' code, method doc 7.12), best checkpoint, CSV log, loss plot.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +27,8 @@ from emgp_md.models.checkpoint import atomic_save, make_metadata, save_checkpoin
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.pretrain.noise import noise_levels
 from emgp_md.pretrain.objectives import draw_noise, pretrain_losses
-from emgp_md.training.distributed import (DistInfo, allreduce_gradients, allreduce_sum, broadcast_parameters,
-                                          shard)
+from emgp_md.training.csvlog import append_row
+from emgp_md.training.distributed import DistInfo, allreduce_gradients, allreduce_sum, broadcast_parameters, shard
 
 log = logging.getLogger(__name__)
 Sample = tuple[Topology, np.ndarray]
@@ -72,15 +72,6 @@ def _metadata(cfg: PretrainConfig, sigmas: torch.Tensor, train_size: int) -> dic
     return make_metadata(cfg.model, list(range(1, 100)), "arbitrary", kind="pretrained", name=f"pretrain-{cfg.variant}",
                          sigmas_A=[float(s) for s in sigmas],
                          provenance={"data": cfg.data, "n_train_conformers": train_size, "config": to_dict(cfg)})
-
-
-def _log_row(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow(row)
 
 
 def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample], out_dir: str | Path,
@@ -166,7 +157,7 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
                 save_checkpoint(out / "best.pt", model, {**meta, "metrics": {"epoch": epoch, "val": val_sum}})
         if info.is_main:
             save_checkpoint(out / "last.pt", model, {**meta, "metrics": {"epoch": epoch, "val": val_sum}})
-            _log_row(out / "log.csv", {"epoch": epoch, "lr": lr, **{f"train_{k}": v for k, v in train_sum.items()},
+            append_row(out / "log.csv", FIELDS, {"epoch": epoch, "lr": lr, **{f"train_{k}": v for k, v in train_sum.items()},
                                        **{f"val_{k}": v for k, v in val_sum.items()}, "skipped_steps": skipped,
                                        "conformers_per_s": rate, "wall_s": wall})
         save_state(epoch + 1, 0)

@@ -8,7 +8,6 @@ schedule) are options of :class:`~emgp_md.config.FinetuneConfig`.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
@@ -26,6 +25,7 @@ from emgp_md.models import build_model, paper_init_
 from emgp_md.models.checkpoint import atomic_save, make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.models.forces import energy_and_forces
+from emgp_md.training.csvlog import append_row
 from emgp_md.training.distributed import DistInfo, allreduce_gradients, allreduce_sum, broadcast_parameters, shard
 from emgp_md.training.evaluate import evaluate
 from emgp_md.training.losses import energy_force_loss
@@ -106,15 +106,6 @@ def _val_loss(metrics: dict[str, float], cfg: FinetuneConfig, scale: float) -> f
     return (cfg.energy_weight * metrics["energy_mae_kcal_mol"] + cfg.force_weight * metrics["force_mae_kcal_mol_A"]) / scale
 
 
-def _append_log(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
 def finetune(
     cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False, info: DistInfo | None = None
 ) -> dict[str, Any]:
@@ -180,7 +171,7 @@ def finetune(
         if info.is_main:
             if improved:
                 save_checkpoint(best_path, model, {**meta, "metrics": {"val": metrics, "epoch": epoch}})
-            _append_log(out / "log.csv", {"epoch": epoch, "lr": lr, "loss_kind": _loss_kind(cfg, epoch),
+            append_row(out / "log.csv", LOG_FIELDS, {"epoch": epoch, "lr": lr, "loss_kind": _loss_kind(cfg, epoch),
                                           "train_loss": train_loss, "val_energy_mae": metrics["energy_mae_kcal_mol"],
                                           "val_force_mae": metrics["force_mae_kcal_mol_A"], "val_loss": val_loss,
                                           "wall_s": wall})
