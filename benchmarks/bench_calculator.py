@@ -87,8 +87,9 @@ class Variant:
         return (self.model_label, self.impl, self.dtype)
 
 
-def make_variants(specs: list[ModelSpec], atoms: Atoms) -> list[Variant]:
-    """Ours and the reference, float32 and float64, for each model (independent model copies)."""
+def make_variants(specs: list[ModelSpec], atoms: Atoms, compiled: bool = False) -> list[Variant]:
+    """Ours and the reference, float32 and float64, for each model (independent model copies);
+    with ``compiled``, also ours with ``torch.compile`` in float32."""
     from emgp_md.calculator import EMGPCalculator
 
     variants = []
@@ -101,6 +102,9 @@ def make_variants(specs: list[ModelSpec], atoms: Atoms) -> list[Variant]:
             )
             variants.append(Variant(spec.label, "ours", dtype, ours, atoms.copy()))
             variants.append(Variant(spec.label, "reference", dtype, ref, atoms.copy()))
+        if compiled:
+            calc = EMGPCalculator(model=spec.copy_model(), metadata=spec.metadata, dtype="float32", compile=True)
+            variants.append(Variant(spec.label, "ours-compiled", "float32", calc, atoms.copy()))
     return variants
 
 
@@ -146,19 +150,6 @@ def compare(ours: Variant, ref: Variant, tol: float) -> dict[str, Any]:
         "tolerance_abs_and_rel": tol,
         "pass": ok,
     }
-
-
-def topology_rebuild_ms(spec: ModelSpec, atoms: Atoms, repeats: int = 200) -> float:
-    """Median cost of ``topology_for_atoms`` (EMGPCalculator repeats it whenever ``"numbers"`` is in
-    ``system_changes``, i.e. on every call of this protocol, which passes ``all_changes``)."""
-    from emgp_md.data.convert import topology_for_atoms
-
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        topology_for_atoms(atoms, spec.metadata.get("topology"))
-        times.append(time.perf_counter() - t0)
-    return summarize_ms(times)["median_ms"]
 
 
 def select_models(args: argparse.Namespace) -> tuple[list[ModelSpec], list[str]]:
@@ -256,6 +247,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--structure", help="structure file (or shipped name) instead of the default geometry")
     parser.add_argument("--tol32", type=float, default=1e-5, help="float32 tolerance, absolute and relative")
     parser.add_argument("--tol64", type=float, default=1e-10, help="float64 tolerance, absolute and relative")
+    parser.add_argument("--compile", action="store_true", help="add ours with torch.compile (float32)")
     parser.add_argument("--json", type=Path, help="write the full report (with all timings) here")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -274,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     specs, notes = select_models(args)
     for note in notes:
         log.info(note)
-    variants = make_variants(specs, atoms)
+    variants = make_variants(specs, atoms, args.compile)
     log.info(
         "%d variants x (%d warm-up + %d timed) calls, %d thread(s), %d atoms",
         len(variants),
@@ -294,11 +286,15 @@ def main(argv: list[str] | None = None) -> int:
         for s in specs
         for d in DTYPES
     ]
-    topo_ms = topology_rebuild_ms(specs[-1], atoms)
-    notes.append(
-        f"of ours' time, {topo_ms:.3f} ms (median) is the topology rebuild that EMGPCalculator repeats "
-        "on every call passing all_changes ('numbers' in system_changes)"
-    )
+    if args.compile:
+        for s in specs:
+            check = compare(by_key[(s.label, "ours-compiled", "float32")], by_key[(s.label, "reference", "float32")],
+                            args.tol32)
+            check["dtype"] = "float32 (ours compiled)"
+            checks.append(check)
+            ref_ms = summarize_ms(by_key[(s.label, "reference", "float32")].times_s)["median_ms"]
+            comp_ms = summarize_ms(by_key[(s.label, "ours-compiled", "float32")].times_s)["median_ms"]
+            notes.append(f"{s.label}: reference / ours-compiled (float32) = {ref_ms / comp_ms:.2f}x")
     md, rows = report(variants, checks)
     header = (
         f"Calculator latency, {args.molecule} ({len(atoms)} atoms), {args.threads} thread(s), "
@@ -318,7 +314,6 @@ def main(argv: list[str] | None = None) -> int:
             "models": [{"label": s.label, "description": s.description, "n_params": s.n_params} for s in specs],
             "latency": rows,
             "equality": checks,
-            "topology_rebuild_ms": topo_ms,
         },
     )
     failed = [c for c in checks if not c["pass"]]
