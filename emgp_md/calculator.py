@@ -14,7 +14,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from emgp_md.data.convert import check_atoms, topology_for_atoms
 from emgp_md.data.features import validate_atomic_numbers
-from emgp_md.data.graph import collate
+from emgp_md.data.graph import GraphBatch, collate
 from emgp_md.data.topology import Topology
 from emgp_md.models.checkpoint import load_checkpoint
 from emgp_md.models.energy_model import EnergyModel
@@ -69,6 +69,7 @@ class EMGPCalculator(Calculator):
         self.model: EnergyModel | None = None
         self.metadata: dict[str, Any] = {}
         self._topology: Topology | None = None
+        self._graph: GraphBatch | None = None  # frozen graph of the current atoms; positions replaced per call
         self._auto_formula: str | None = None  # set when the model was picked by the atoms' formula
         if isinstance(model, EnergyModel):
             self._set_model(copy.deepcopy(model), metadata or {})  # never change the caller's model
@@ -97,36 +98,41 @@ class EMGPCalculator(Calculator):
         if unit == ARBITRARY:
             log.warning("this model's energy is in arbitrary units (a pretraining energy head)")
         self.energy_to_eV = energy_unit_to_eV(unit)
-        self._topology = None
+        self._topology, self._graph = None, None
 
     def calculate(
         self, atoms: Atoms | None = None, properties: list[str] | None = None, system_changes: list[str] = all_changes
     ) -> None:
         super().calculate(atoms, properties or ["energy"], system_changes)
         check_atoms(self.atoms)
-        if self.model is None or self._auto_formula is not None:
-            # no model given: the shipped model of this formula, re-picked whenever the formula changes
-            formula = self.atoms.get_chemical_formula(mode="hill")
-            if formula != self._auto_formula:
-                from emgp_md.pretrained import model_for_formula
-
-                self._load_shipped(model_for_formula(formula))
-                self._auto_formula = formula
-        assert self.model is not None
-        species = self.metadata.get("species")
-        validate_atomic_numbers(self.atoms.numbers, set(species) if species else None)
-        if self._topology is None or not np.array_equal(self._topology.z, self.atoms.numbers):
-            self._topology = topology_for_atoms(self.atoms, self.metadata.get("topology"))
-        graph = collate([self._topology], [self.atoms.positions], self.dtype).to(self.device)
-        energy, forces = energy_and_forces(self._forward, graph)
+        if self._graph is None or not np.array_equal(self._graph.z.cpu().numpy(), self.atoms.numbers):
+            self._prepare(self.atoms)
+        assert self.model is not None and self._graph is not None
+        pos = torch.as_tensor(self.atoms.positions, dtype=self.dtype, device=self.device)
+        energy, forces = energy_and_forces(self._forward, self._graph.with_pos(pos))
         e_eV = float(self.model.total_energy(energy)[0]) * self.energy_to_eV
         self.results["energy"] = e_eV
         self.results["free_energy"] = e_eV
         self.results["forces"] = forces.detach().to("cpu", torch.float64).numpy() * self.energy_to_eV
 
+    def _prepare(self, atoms: Atoms) -> None:
+        """For new atomic numbers: pick the shipped model (auto mode), check the species, freeze the topology."""
+        if self.model is None or self._auto_formula is not None:
+            # no model given: the shipped model of this formula, re-picked whenever the formula changes
+            formula = atoms.get_chemical_formula(mode="hill")
+            if formula != self._auto_formula:
+                from emgp_md.pretrained import model_for_formula
+
+                self._load_shipped(model_for_formula(formula))
+                self._auto_formula = formula
+        species = self.metadata.get("species")
+        validate_atomic_numbers(atoms.numbers, set(species) if species else None)
+        self._topology = topology_for_atoms(atoms, self.metadata.get("topology"))
+        self._graph = collate([self._topology], [atoms.positions], self.dtype).to(self.device)
+
     def reset_topology(self) -> None:
         """Forget the frozen bond graph; the next call re-derives it from the current geometry."""
-        self._topology = None
+        self._topology, self._graph = None, None
         self.reset()
 
 
