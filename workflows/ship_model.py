@@ -13,10 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import platform
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from ase import Atoms
 
 from emgp_md.config import FinetuneConfig, from_dict
@@ -42,6 +45,11 @@ def ship(run_dir: Path, name: str, dest: Path = PACKAGE_DATA) -> dict:
     topo["positions_A"] = pos.tolist()
     formula = Atoms(numbers=topo["z"], positions=pos).get_chemical_formula(mode="hill")
     meta.update(name=name, formula=formula, topology=topo)
+    meta["provenance"].update(
+        split=f"{Path(cfg.data).name}: {cfg.n_train} train / {cfg.n_val} validation frames (seed {cfg.seed}); "
+        f"test: {Path(cfg.test_data).name if cfg.test_data else 'none'}",
+        machine=f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
+    )
     save_checkpoint(dest / f"{name}.pt", model, meta)
     index_path = dest / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
