@@ -44,6 +44,9 @@ class ConformerSettings:
         MMFF optimisation steps per conformer; unconverged conformers are kept and counted.
     max_symmetry_matches : int
         Cap on the symmetry-equivalent atom maps tried per RMSD.
+    embed_timeout_s : float, s
+        Time budget of each ETKDG call (RDKit ``timeout``). Strained cages that ETKDG cannot embed
+        otherwise take 10–20 s each; with the budget they fail fast or keep what was found.
     """
 
     max_conformers: int = 10
@@ -52,6 +55,7 @@ class ConformerSettings:
     mmff_variant: str = "MMFF94"
     mmff_max_iters: int = 500
     max_symmetry_matches: int = 1000
+    embed_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_conformers < 1 or self.n_embed < self.max_conformers:
@@ -100,17 +104,19 @@ def molecule_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] % (2**31 - 1))
 
 
-def _embed(mol_h: Any, n_embed: int, seed: int) -> list[int]:
+def _embed(mol_h: Any, n_embed: int, seed: int, timeout_s: float = 1.0) -> list[int]:
     from rdkit.Chem import rdDistGeom
 
     params = rdDistGeom.ETKDGv3()
     params.randomSeed = seed
     params.numThreads = 1
+    params.timeout = max(1, int(round(timeout_s)))  # RDKit takes whole seconds
     cids = list(rdDistGeom.EmbedMultipleConfs(mol_h, n_embed, params))
     if not cids:  # the standard fallback for hard cases: start from random coordinates
         params.useRandomCoords = True
         cids = list(rdDistGeom.EmbedMultipleConfs(mol_h, n_embed, params))
-    return cids
+    present = {conf.GetId() for conf in mol_h.GetConformers()}
+    return [c for c in cids if c in present]  # a timed-out call can report ids it did not keep
 
 
 def _stereo_label(mol_h: Any, conf_id: int) -> str:
@@ -185,7 +191,7 @@ def _conformers_of(index: int, mol: Any, settings: ConformerSettings, seed: int)
     mol_h = Chem.AddHs(mol)
     if not rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol_h):
         return MoleculeConformers(index, canonical_smiles(mol), "mmff_setup", "no MMFF94 parameters")
-    if not _embed(mol_h, settings.n_embed, seed):
+    if not _embed(mol_h, settings.n_embed, seed, settings.embed_timeout_s):
         return MoleculeConformers(index, canonical_smiles(mol), "embed", "ETKDG v3 found no conformer")
     out = rdForceFieldHelpers.MMFFOptimizeMoleculeConfs(
         mol_h, numThreads=1, maxIters=settings.mmff_max_iters, mmffVariant=settings.mmff_variant
