@@ -119,7 +119,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ase import Atoms
 
     topo = topology_for_atoms(Atoms(numbers=frames.z, positions=frames.coords[0]), meta.get("topology"))
-    m = evaluate(model, topo, frames, dtype=getattr(__import__("torch"), args.dtype))
+    import torch
+
+    m = evaluate(model, topo, frames, dtype={"float32": torch.float32, "float64": torch.float64}[args.dtype])
     print(f"{Path(args.checkpoint).name} on {args.data} ({m['n_frames']} frames):")
     print(f"  energy MAE {m['energy_mae_kcal_mol']:.4f} kcal/mol   {m['energy_mae_meV']:.3f} meV")
     print(f"  force  MAE {m['force_mae_kcal_mol_A']:.4f} kcal/mol/Å {m['force_mae_meV_A']:.3f} meV/Å")
@@ -224,9 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_models)
 
+    from emgp_md.cli_analysis import add_analyze_parser, add_landscape_parser
     from emgp_md.data.conformers import add_conformers_parser
 
     add_conformers_parser(sub)
+    add_landscape_parser(sub)
+    add_analyze_parser(sub)
     return parser
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -33,7 +34,7 @@ def random_orthogonal(rng: np.random.Generator, reflect: bool | None = None) -> 
 
 def model_fn(model: torch.nn.Module, topology: Topology) -> EnergyForceFn:
     """Wrap an energy model and a frozen topology as ``pos (n,3) Å -> (energy, forces)`` in float64."""
-    model = model.double()
+    model = copy.deepcopy(model).double()  # never change the caller's model
 
     def fn(pos: np.ndarray) -> tuple[float, np.ndarray]:
         graph = collate([topology], [pos], torch.float64)
@@ -96,7 +97,7 @@ def assert_batch_equals_single(
     model: torch.nn.Module, topologies: Sequence[Topology], positions: Sequence[np.ndarray], atol: float = 1e-10
 ) -> None:
     """One batched call gives the per-molecule energies and forces, and no cross-molecule gradient."""
-    model = model.double()
+    model = copy.deepcopy(model).double()
     batch: GraphBatch = collate(topologies, positions, torch.float64)
     e_b, f_b = energy_and_forces(model, batch)
     offset = 0
