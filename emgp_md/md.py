@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,8 @@ def run_md(
     interval: int = 10,
     progress: bool = True,
 ) -> MDResult:
-    """Run MD on ``atoms`` (calculator attached) and write ``<prefix>.traj`` and ``<prefix>.csv``.
+    """Run MD on ``atoms`` (calculator attached); write ``<prefix>.traj``, ``<prefix>.csv`` (energies in
+    eV, temperature in K per frame) and ``<prefix>.json`` (the run settings).
 
     Velocities are drawn at ``temperature_K`` unless the atoms already carry momenta.
     """
@@ -105,8 +107,13 @@ def run_md(
     prefix.parent.mkdir(parents=True, exist_ok=True)
     if not atoms.get_momenta().any():
         init_velocities(atoms, temperature_K, seed)
+    constraints = list(atoms.constraints)
     dyn = make_dynamics(atoms, ensemble, timestep_fs, temperature_K, friction_per_fs, seed)
     traj_path, csv_path = prefix.with_suffix(".traj"), prefix.with_suffix(".csv")
+    settings = {"ensemble": ensemble, "temperature_K": temperature_K, "timestep_fs": timestep_fs, "steps": steps,
+                "friction_per_fs": friction_per_fs if ensemble == "langevin" else None, "seed": seed,
+                "interval": interval, "n_atoms": len(atoms), "formula": atoms.get_chemical_formula()}
+    prefix.with_suffix(".json").write_text(json.dumps(settings, indent=2))
     traj = Trajectory(str(traj_path), "w", atoms)
     bar = tqdm(total=steps, desc=f"MD {ensemble}", unit="step", disable=not progress)
     with csv_path.open("w", newline="") as fh:
@@ -124,6 +131,7 @@ def run_md(
         dyn.run(steps)
     traj.close()
     bar.close()
+    atoms.set_constraint(constraints)  # remove the FixCom that Langevin added
     log.info("MD done: %d steps, trajectory %s, log %s", steps, traj_path, csv_path)
     return MDResult(atoms=atoms, trajectory=traj_path, log_csv=csv_path, steps=steps)
 
