@@ -92,13 +92,25 @@ class EMGPCalculator(Calculator):
         if model.training:
             raise ValueError("EMGPCalculator needs a model in eval mode (call model.eval())")
         self.model = model.to(device=self.device, dtype=self.dtype).requires_grad_(False)
-        self._forward = torch.compile(self.model, dynamic=False) if self.compile else self.model
+        self._forward = self._compiled(self.model) if self.compile else self.model
         self.metadata = metadata
         unit = metadata.get("units", {}).get("energy", ARBITRARY)
         if unit == ARBITRARY:
             log.warning("this model's energy is in arbitrary units (a pretraining energy head)")
         self.energy_to_eV = energy_unit_to_eV(unit)
         self._topology, self._graph = None, None
+
+    @staticmethod
+    def _compiled(model: EnergyModel) -> EnergyModel:
+        """The same model with its backbone compiled by ``torch.compile`` (parameters shared).
+
+        Only the backbone is compiled: inductor's CPU code generation fails on the per-molecule
+        sum of the head for a single molecule (torch 2.13), and the head is cheap. Generated
+        kernels run single-threaded (matrix products keep torch's threads): with 2 OpenMP threads
+        the generated scatter kernel corrupted memory in our tests (torch 2.13, CPU).
+        """
+        backbone = torch.compile(model.backbone, dynamic=False, options={"cpp.threads": 1})
+        return EnergyModel(backbone, model.head, energy_scale=model.energy_scale, energy_shift=model.energy_shift)
 
     def calculate(
         self, atoms: Atoms | None = None, properties: list[str] | None = None, system_changes: list[str] = all_changes
