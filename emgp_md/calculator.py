@@ -105,11 +105,11 @@ class EMGPCalculator(Calculator):
         """The same model with its backbone compiled by ``torch.compile`` (parameters shared).
 
         Only the backbone is compiled: inductor's CPU code generation fails on the per-molecule
-        sum of the head for a single molecule (torch 2.13), and the head is cheap. Generated
-        kernels run single-threaded (matrix products keep torch's threads): with 2 OpenMP threads
-        the generated scatter kernel corrupted memory in our tests (torch 2.13, CPU).
+        sum of the head for a single molecule (torch 2.13), and the head is cheap. A molecule is
+        always fully connected, so the backbone runs its dense path (no scatter kernels: the
+        sparse path's generated scatter corrupted memory with 2 OpenMP threads in our tests).
         """
-        backbone = torch.compile(model.backbone, dynamic=False, options={"cpp.threads": 1})
+        backbone = torch.compile(model.backbone, dynamic=False)
         return EnergyModel(backbone, model.head, energy_scale=model.energy_scale, energy_shift=model.energy_shift)
 
     def calculate(

@@ -139,3 +139,33 @@ def test_energy_scale_and_shift(ethanol):
     total = scaled.total_energy(e1)
     assert total.dtype == torch.float64
     torch.testing.assert_close(total, e1 - 1234.5, rtol=0, atol=1e-12)
+
+
+def test_dense_path_equals_sparse_path() -> None:
+    """Equal-size fully connected molecules take the dense path; it gives the sparse numbers."""
+    import dataclasses
+
+    from ase.build import molecule
+
+    from emgp_md.config import ModelConfig
+    from emgp_md.data.graph import collate, repeat_topology
+    from emgp_md.data.topology import topology_from_positions
+    from emgp_md.models import build_model
+    from emgp_md.models.forces import energy_and_forces
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_nf=16, n_layers=3)).double()
+    a, b = molecule("CH3CH2OH"), molecule("CH3OCH3")  # same size, different bond graphs
+    ta, tb = (topology_from_positions(m.numbers, m.positions) for m in (a, b))
+    rng = np.random.default_rng(0)
+    frames = torch.tensor(a.positions + rng.normal(scale=0.05, size=(4, len(a), 3)))
+    for graph in (collate([ta, tb], [a.positions, b.positions], torch.float64), repeat_topology(ta, frames)):
+        assert graph.dense_edge_type is not None
+        sparse = dataclasses.replace(graph, dense_edge_type=None)
+        e_d, f_d = energy_and_forces(model, graph)
+        e_s, f_s = energy_and_forces(model, sparse)
+        torch.testing.assert_close(e_d, e_s, rtol=0, atol=1e-10)
+        torch.testing.assert_close(f_d, f_s, rtol=0, atol=1e-10)
+    benzene = molecule("C6H6")
+    mixed = collate([ta, topology_from_positions(benzene.numbers, benzene.positions)], [a.positions, benzene.positions])
+    assert mixed.dense_edge_type is None  # different sizes: sparse path

@@ -34,6 +34,10 @@ class GraphBatch:
         Molecule index of each atom.
     n_graphs : int
         Number of molecules.
+    dense_edge_type : (n_graphs, n, n) long, optional
+        Hop types as a matrix per molecule, present when every molecule has the same number of
+        atoms ``n`` and is fully connected (a molecule's frames, a single molecule). Backbones
+        may then use dense (n × n) message passing, which gives the same numbers faster.
     """
 
     z: torch.Tensor
@@ -42,6 +46,7 @@ class GraphBatch:
     edge_type: torch.Tensor
     batch: torch.Tensor
     n_graphs: int
+    dense_edge_type: torch.Tensor | None = None
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> GraphBatch:
         """Move to a device; ``dtype`` applies to the positions only."""
@@ -52,6 +57,7 @@ class GraphBatch:
             edge_index=self.edge_index.to(device),
             edge_type=self.edge_type.to(device),
             batch=self.batch.to(device),
+            dense_edge_type=None if self.dense_edge_type is None else self.dense_edge_type.to(device),
         )
 
     def with_pos(self, pos: torch.Tensor) -> GraphBatch:
@@ -103,6 +109,7 @@ def collate(
         edge_type=torch.cat(types),
         batch=torch.cat(batch),
         n_graphs=len(topologies),
+        dense_edge_type=dense_types(topologies),
     )
 
 
@@ -119,6 +126,7 @@ def repeat_topology(topology: Topology, positions: torch.Tensor) -> GraphBatch:
         raise ValueError(f"frames have {n_atoms} atoms but the topology has {topology.n_atoms}")
     offsets = (torch.arange(n_frames) * n_atoms).repeat_interleave(topology.edge_index.shape[1])
     edge_index = torch.from_numpy(topology.edge_index).repeat(1, n_frames) + offsets
+    mat = type_matrix(topology)
     return GraphBatch(
         z=torch.from_numpy(topology.z).repeat(n_frames),
         pos=positions.reshape(-1, 3),
@@ -126,4 +134,27 @@ def repeat_topology(topology: Topology, positions: torch.Tensor) -> GraphBatch:
         edge_type=torch.from_numpy(topology.edge_type).repeat(n_frames),
         batch=torch.arange(n_frames).repeat_interleave(n_atoms),
         n_graphs=n_frames,
+        dense_edge_type=None if mat is None else mat.expand(n_frames, -1, -1),
     )
+
+
+def type_matrix(topology: Topology) -> torch.Tensor | None:
+    """(n, n) long hop-type matrix of a fully connected topology (diagonal 0), else None."""
+    n = topology.n_atoms
+    if topology.edge_index.shape[1] != n * (n - 1):
+        return None
+    mat = torch.zeros(n, n, dtype=torch.long)
+    mat[torch.from_numpy(topology.edge_index[0]), torch.from_numpy(topology.edge_index[1])] = torch.from_numpy(
+        topology.edge_type
+    )
+    return mat
+
+
+def dense_types(topologies: Sequence[Topology]) -> torch.Tensor | None:
+    """(n_graphs, n, n) hop-type matrices when all molecules have ``n`` atoms and are fully connected."""
+    if len({t.n_atoms for t in topologies}) != 1:
+        return None
+    mats = [type_matrix(t) for t in topologies]
+    if any(m is None for m in mats):
+        return None
+    return torch.stack(mats)  # type: ignore[arg-type]

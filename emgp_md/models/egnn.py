@@ -110,6 +110,27 @@ class EGCL(nn.Module):
         return h, shift
 
 
+    def forward_dense(self, h: torch.Tensor, edge_bias: torch.Tensor, off_diagonal: torch.Tensor) -> torch.Tensor:
+        """The same layer on dense fully connected molecules of equal size (no coordinate update).
+
+        Parameters
+        ----------
+        h : (n_graphs, n, hidden_nf)
+        edge_bias : (n_graphs, n, n, hidden_nf)
+            Radial and edge-type part of the first edge layer, with its bias.
+        off_diagonal : (n, n, 1)
+            1 for i != j, 0 on the diagonal (no self-messages).
+        """
+        hid = self.hidden_nf
+        w = self.edge_mlp[0].weight
+        node = nn.functional.linear(h, torch.cat([w[:, :hid], w[:, hid : 2 * hid]]))  # (B, n, 2·hid)
+        pre = node[..., :hid].unsqueeze(2) + node[..., hid:].unsqueeze(1) + edge_bias  # [b, i, j]
+        m = self.edge_mlp[3](self.edge_mlp[2](self.edge_mlp[1](pre)))
+        gate = self.att_mlp(m) * off_diagonal if self.attention else off_diagonal
+        agg = (m * gate).sum(dim=2)
+        return h + self.node_mlp(torch.cat([h, agg], dim=-1))
+
+
 class EGNN(nn.Module):
     """The 3D-EMGP EGNN backbone: 300-wide atom input, ``n_layers`` EGCL layers of width ``hidden_nf``.
 
@@ -137,6 +158,33 @@ class EGNN(nn.Module):
     def layers(self) -> list[EGCL]:
         return [getattr(self, f"gcl_{i}") for i in range(self.n_layers)]
 
+    def edge_biases(self, radial: torch.Tensor, types: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """First-layer radial + edge-type terms of every layer, computed together.
+
+        ``radial``: (..., 1) squared distances, Å²; ``types``: (...) long. Returns ``n_layers``
+        tensors of shape (..., hidden_nf).
+        """
+        hid = self.hidden_nf
+        firsts = [layer.edge_mlp[0] for layer in self.layers()]
+        tables = torch.cat([f.weight[:, 2 * hid + 1 :].t() + f.bias for f in firsts], dim=1)  # (n_types, L·hid)
+        w_radial = torch.cat([f.weight[:, 2 * hid] for f in firsts])  # (L·hid,)
+        return torch.addcmul(tables[types], radial, w_radial).split(hid, dim=-1)
+
+    def forward_dense(self, z: torch.Tensor, pos: torch.Tensor, dense_edge_type: torch.Tensor) -> torch.Tensor:
+        """Node features (n_atoms, hidden_nf) for molecules of equal size, all pairs dense.
+
+        ``dense_edge_type``: (n_graphs, n, n) hop types; atoms are ordered molecule by molecule.
+        """
+        n_graphs, n, _ = dense_edge_type.shape
+        h = self.embedding_in(self.features.to(pos.dtype).index_select(0, z)).view(n_graphs, n, self.hidden_nf)
+        p = pos.view(n_graphs, n, 3)
+        diff = p.unsqueeze(2) - p.unsqueeze(1)
+        radial = (diff * diff).sum(dim=-1, keepdim=True)  # (B, n, n, 1)
+        off_diagonal = (1 - torch.eye(n, dtype=pos.dtype, device=pos.device)).unsqueeze(-1)
+        for layer, bias in zip(self.layers(), self.edge_biases(radial, dense_edge_type)):
+            h = layer.forward_dense(h, bias, off_diagonal)
+        return h.reshape(n_graphs * n, self.hidden_nf)
+
     def forward(
         self,
         z: torch.Tensor,
@@ -144,6 +192,7 @@ class EGNN(nn.Module):
         edge_index: torch.Tensor,
         edge_type: torch.Tensor,
         update_coords: bool = False,
+        dense_edge_type: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Node features (and, on request, last-layer coordinates).
 
@@ -155,12 +204,16 @@ class EGNN(nn.Module):
         edge_type : (n_edges,) long
         update_coords : bool
             Return the last layer's updated coordinates (the "Direct" ablation).
+        dense_edge_type : (n_graphs, n, n) long, optional
+            When given (equal-size, fully connected molecules), the dense path is used; same numbers.
 
         Returns
         -------
         h : (n_atoms, hidden_nf)
         pos_out : (n_atoms, 3) Å, or None
         """
+        if dense_edge_type is not None and not update_coords:
+            return self.forward_dense(z, pos, dense_edge_type), None
         h = self.embedding_in(self.features.to(pos.dtype).index_select(0, z))
         coord_diff = pos.index_select(0, edge_index[0]) - pos.index_select(0, edge_index[1])
         radial = (coord_diff * coord_diff).sum(dim=1)

@@ -53,7 +53,8 @@ class EnergyModel(nn.Module):
 
     def node_features(self, graph: GraphBatch) -> torch.Tensor:
         """(n_atoms, hidden_nf) invariant node features."""
-        h, _ = self.backbone(graph.z, graph.pos, graph.edge_index, graph.edge_type)
+        h, _ = self.backbone(graph.z, graph.pos, graph.edge_index, graph.edge_type,
+                             dense_edge_type=graph.dense_edge_type)
         return h
 
     def forward(self, graph: GraphBatch) -> torch.Tensor:
