@@ -31,6 +31,11 @@ def read_csv(path: str | Path) -> dict[str, list[float]]:
     return cols
 
 
+def _column_text(path: str | Path, column: str) -> list[str]:
+    with Path(path).open() as fh:
+        return [row.get(column) or "" for row in csv.DictReader(fh)]
+
+
 def plot_learning_curve(log_csv: str | Path) -> Any:
     """Training loss and validation energy/force MAE per epoch from a fine-tuning ``log.csv``."""
     plt = _pyplot()
@@ -42,6 +47,13 @@ def plot_learning_curve(log_csv: str | Path) -> Any:
     ax1.set_ylabel("loss (normalised units)")
     ax1.set_yscale("log")
     ax1.legend()
+    kinds = _column_text(log_csv, "loss_kind")
+    for k in range(1, len(kinds)):
+        if kinds[k] != kinds[k - 1]:
+            for ax in (ax1, ax2):
+                ax.axvline(cols["epoch"][k], color="grey", ls=":", lw=1)
+            ax1.annotate(f" {kinds[k - 1]} → {kinds[k]} loss", (cols["epoch"][k], ax1.get_ylim()[0]),
+                         fontsize=8, color="grey", ha="left", va="bottom")
     ax2.plot(cols["epoch"], cols["val_force_mae"], label="force MAE (kcal/mol/Å)")
     ax2.plot(cols["epoch"], cols["val_energy_mae"], label="energy MAE (kcal/mol)")
     ax2.set_xlabel("epoch")
