@@ -132,6 +132,7 @@ def generate_conformer_set(
     shard_size: int = 1000,
     exclude: Iterable[str] | None = None,
     n_embed: int = 30,
+    embed_timeout_s: float = 1.0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate a sharded conformer set (see the module docstring) and return its manifest.
@@ -169,7 +170,8 @@ def generate_conformer_set(
         If ``out_dir`` already holds a conformer set, or on invalid settings.
     """
     t0 = time.perf_counter()
-    settings = ConformerSettings(max_conformers=max_conformers, n_embed=n_embed, rmsd_threshold_A=rmsd_threshold_A)
+    settings = ConformerSettings(max_conformers=max_conformers, n_embed=n_embed, rmsd_threshold_A=rmsd_threshold_A,
+                                 embed_timeout_s=embed_timeout_s)
     writer = ShardWriter(out_dir, shard_size)  # refuses an existing set before any work
     keys = default_exclusion() if exclude is None else {k for k in map(exclusion_key, exclude) if k}
     smiles = read_smiles(smiles_csv)
@@ -260,6 +262,8 @@ def add_conformers_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-conformers", dest="max_conformers", type=int, default=10)
     p.add_argument("--n-embed", dest="n_embed", type=int, default=30, help="ETKDG embeddings per molecule")
     p.add_argument("--rmsd-threshold-A", dest="rmsd_threshold_A", type=float, default=0.5)
+    p.add_argument("--embed-timeout-s", dest="embed_timeout_s", type=float, default=1.0,
+                   help="time budget per ETKDG call (raise it for drug-sized molecules, e.g. 10)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--shard-size", dest="shard_size", type=int, default=1000, help="molecules per shard")
     p.add_argument("--seed", type=int, default=2021)
@@ -279,6 +283,7 @@ def _conformers_command(args: argparse.Namespace) -> int:
         n_workers=args.workers,
         shard_size=args.shard_size,
         n_embed=args.n_embed,
+        embed_timeout_s=args.embed_timeout_s,
         progress=not args.quiet,
     )
     return 0 if manifest["n_molecules"] else 1
