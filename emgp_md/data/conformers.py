@@ -145,7 +145,7 @@ def generate_conformer_set(
         New or empty folder for ``shard_*.npz``, ``manifest.json`` and ``rejected.csv``.
     n_molecules : int, optional
         Seeded random draw of source rows (:func:`select_molecules`); all rows by default.
-    max_conformers, rmsd_threshold_A, n_embed
+    max_conformers, rmsd_threshold_A, n_embed, embed_timeout_s
         See :class:`~emgp_md.data.molecule_conformers.ConformerSettings`.
     seed : int
         Fixes the row draw and every molecule's ETKDG seed.
