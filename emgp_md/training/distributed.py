@@ -85,5 +85,8 @@ def broadcast_parameters(model: torch.nn.Module, info: DistInfo) -> None:
 
 
 def cleanup(info: DistInfo) -> None:
+    """Leave the process group together: rank 0 may still be writing its final files, and a peer
+    that tears down its gloo connections early can abort the others."""
     if info.world_size > 1 and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
