@@ -99,11 +99,12 @@ def plot_diagnostics(diags: dict[str, LevelDiagnostics]) -> Any:
 
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, d in diags.items():
-        ax1.plot(d.sigma_A, d.inp_accuracy, marker=".", label=f"{name}: exact")
-        ax1.plot(d.sigma_A, d.inp_within_2, ls="--", label=f"{name}: within ±2 levels")
-        ax2.plot(d.sigma_A, d.cosine_riemann, marker=".", label=f"{name}: vs Riemann target s/σ")
-        ax2.plot(d.sigma_A, d.cosine_gaussian, ls="--", label=f"{name}: vs Gaussian target −ξ")
+    for k, (name, d) in enumerate(diags.items()):
+        c = f"C{k}"
+        ax1.plot(d.sigma_A, d.inp_accuracy, marker=".", color=c, label=f"{name}: exact")
+        ax1.plot(d.sigma_A, d.inp_within_2, ls="--", color=c, label=f"{name}: within ±2 levels")
+        ax2.plot(d.sigma_A, d.cosine_riemann, marker=".", color=c, label=f"{name}: vs Riemann target s/σ")
+        ax2.plot(d.sigma_A, d.cosine_gaussian, ls="--", color=c, label=f"{name}: vs Gaussian target −ξ")
     for ax in (ax1, ax2):
         ax.set_xscale("log")
         ax.set_xlabel("noise level σ (Å)")
