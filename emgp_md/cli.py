@@ -185,19 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
     p.set_defaults(func=_relax)
 
-    p = sub.add_parser("finetune", help="fine-tune on rMD17 energies and forces from a YAML config")
-    p.add_argument("config")
-    p.add_argument("--out", required=True)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--epochs", type=int)
-    p.set_defaults(func=_finetune)
-
-    p = sub.add_parser("pretrain", help="3D-EMGP pretraining on a conformer set (torchrun for data parallel)")
-    p.add_argument("config")
-    p.add_argument("--out", required=True)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--epochs", type=int)
-    p.set_defaults(func=_pretrain)
+    for name, func, text in (
+        ("finetune", _finetune, "fine-tune on rMD17 energies and forces from a YAML config"),
+        ("pretrain", _pretrain, "3D-EMGP pretraining on a conformer set (torchrun for data parallel)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("config", help="YAML file (unknown keys are errors)")
+        p.add_argument("--out", required=True, help="output folder")
+        p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+        p.add_argument("--epochs", type=int, help="override the number of epochs")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("pretrain-report", help="INP accuracy and force/target cosine per noise level")
     p.add_argument("checkpoints", nargs="+", help="pretrained checkpoints (ours or the authors' raw file)")
