@@ -45,7 +45,7 @@ def _relax(args: argparse.Namespace) -> int:
 
 def _finetune(args: argparse.Namespace) -> int:
     from emgp_md.config import FinetuneConfig, load_yaml
-    from emgp_md.training.distributed import cleanup, init_distributed
+    from emgp_md.training.distributed import cleanup, exit_process, init_distributed
     from emgp_md.training.finetune import finetune
 
     overrides = {"epochs": args.epochs} if args.epochs else {}
@@ -57,6 +57,8 @@ def _finetune(args: argparse.Namespace) -> int:
         cleanup(info)
     if info.is_main:
         print(json.dumps(result, indent=2))
+    if info.world_size > 1:
+        exit_process(0)
     return 0
 
 
@@ -64,7 +66,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from emgp_md.config import PretrainConfig, load_yaml
     from emgp_md.pretrain.data import load_split
     from emgp_md.pretrain.trainer import pretrain
-    from emgp_md.training.distributed import cleanup, init_distributed
+    from emgp_md.training.distributed import cleanup, exit_process, init_distributed
 
     overrides = {"epochs": args.epochs} if args.epochs else {}
     cfg = load_yaml(PretrainConfig, args.config, overrides)
@@ -76,6 +78,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         cleanup(info)
     if info.is_main:
         print(json.dumps(result, indent=2))
+    if info.world_size > 1:
+        exit_process(0)
     return 0
 
 

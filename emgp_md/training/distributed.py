@@ -84,6 +84,22 @@ def broadcast_parameters(model: torch.nn.Module, info: DistInfo) -> None:
             dist.broadcast(p, src=0)
 
 
+def exit_process(code: int = 0) -> None:
+    """End a torchrun worker process without interpreter teardown.
+
+    Under load, a gloo worker sometimes aborted during interpreter shutdown ("terminate called
+    without an active exception") after all its work and files were done, which made torchrun
+    report a failure. Flushing and ``os._exit`` skip the teardown that triggers it.
+    """
+    import logging as _logging
+    import sys
+
+    _logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def cleanup(info: DistInfo) -> None:
     """Leave the process group together: rank 0 may still be writing its final files, and a peer
     that tears down its gloo connections early can abort the others."""

@@ -15,7 +15,7 @@ from ase.build import molecule
 from emgp_md.config import ModelConfig, PretrainConfig
 from emgp_md.data.topology import topology_from_positions
 from emgp_md.pretrain.trainer import pretrain
-from emgp_md.training.distributed import cleanup, init_distributed
+from emgp_md.training.distributed import cleanup, exit_process, init_distributed
 
 
 def synthetic_conformers(n: int, seed: int = 0) -> list:
@@ -37,6 +37,8 @@ def main(out: str) -> None:
                          epochs=2, batch_size=8, checkpoint_every_steps=1000)
     pretrain(cfg, data[:20], data[20:], out, info=info)
     cleanup(info)
+    if info.world_size > 1:
+        exit_process(0)
 
 
 if __name__ == "__main__":
