@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 log = logging.getLogger("emgp_md.cli")
 
@@ -43,16 +44,13 @@ def _relax(args: argparse.Namespace) -> int:
     return 0 if res.converged else 1
 
 
-def _finetune(args: argparse.Namespace) -> int:
-    from emgp_md.config import FinetuneConfig, load_yaml
+def _run_distributed(job: Callable[[Any], dict[str, Any]]) -> int:
+    """Run ``job(info)`` in this torchrun process (or alone); print the result on rank 0."""
     from emgp_md.training.distributed import cleanup, exit_process, init_distributed
-    from emgp_md.training.finetune import finetune
 
-    overrides = {"epochs": args.epochs} if args.epochs else {}
-    cfg = load_yaml(FinetuneConfig, args.config, overrides)
     info = init_distributed()
     try:
-        result = finetune(cfg, args.out, resume=args.resume, info=info)
+        result = job(info)
     finally:
         cleanup(info)
     if info.is_main:
@@ -60,27 +58,26 @@ def _finetune(args: argparse.Namespace) -> int:
     if info.world_size > 1:
         exit_process(0)
     return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from emgp_md.config import FinetuneConfig, load_yaml
+    from emgp_md.training.finetune import finetune
+
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    cfg = load_yaml(FinetuneConfig, args.config, overrides)
+    return _run_distributed(lambda info: finetune(cfg, args.out, resume=args.resume, info=info))
 
 
 def _pretrain(args: argparse.Namespace) -> int:
     from emgp_md.config import PretrainConfig, load_yaml
     from emgp_md.pretrain.data import load_split
     from emgp_md.pretrain.trainer import pretrain
-    from emgp_md.training.distributed import cleanup, exit_process, init_distributed
 
     overrides = {"epochs": args.epochs} if args.epochs else {}
     cfg = load_yaml(PretrainConfig, args.config, overrides)
     train, val = load_split(cfg.data, cfg.n_val_molecules, cfg.seed, cfg.max_conformers)
-    info = init_distributed()
-    try:
-        result = pretrain(cfg, train, val, args.out, resume=args.resume, info=info)
-    finally:
-        cleanup(info)
-    if info.is_main:
-        print(json.dumps(result, indent=2))
-    if info.world_size > 1:
-        exit_process(0)
-    return 0
+    return _run_distributed(lambda info: pretrain(cfg, train, val, args.out, resume=args.resume, info=info))
 
 
 def _pretrain_report(args: argparse.Namespace) -> int:
