@@ -57,6 +57,9 @@ class FinetuneConfig:
         Checkpoint whose backbone is transferred (heads fresh).
     init : str
         Initialisation from scratch: ``"default"`` (PyTorch) or ``"paper"`` (Kaiming-uniform on every weight).
+    normalisation : str
+        Scale of the normalised energies: ``"energy_std"`` (paper: std of the training energies) or
+        ``"force_rms"`` (RMS of the training force components × 1 Å, which makes the force targets O(1)).
     energy_weight, force_weight : float
         Loss weights (paper 0.2 / 0.8).
     loss : str
@@ -83,6 +86,7 @@ class FinetuneConfig:
     scheduler: str = "plateau"
     plateau_factor: float = 0.9
     plateau_patience: int = 30
+    normalisation: str = "energy_std"
     energy_weight: float = 0.2
     force_weight: float = 0.8
     loss: str = "l1"

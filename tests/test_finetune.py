@@ -234,3 +234,18 @@ def test_loss_global_counts_add_up_over_shards(kind):
     parts = sum(energy_force_loss(pe[a], pf[b], te[a], tf[b], 1.5, 0.2, 0.8, kind, global_counts=counts)
                 for a, b in shards)
     torch.testing.assert_close(parts, full, rtol=1e-12, atol=1e-12)
+
+
+def test_normalisation_scale_options() -> None:
+    import numpy as np
+
+    from emgp_md.data.rmd17 import Frames
+    from emgp_md.training.finetune import normalisation_scale
+
+    rng = np.random.default_rng(0)
+    frames = Frames(z=np.array([1, 8]), coords=rng.normal(size=(5, 2, 3)), energies=rng.normal(size=5) * 3.0,
+                    forces=rng.normal(size=(5, 2, 3)) * 7.0, source="synthetic")
+    assert normalisation_scale(frames, "energy_std") == pytest.approx(frames.energies.std())
+    assert normalisation_scale(frames, "force_rms") == pytest.approx(np.sqrt(np.mean(frames.forces**2)))
+    with pytest.raises(ValueError, match="force_rms"):
+        normalisation_scale(frames, "per_atom")

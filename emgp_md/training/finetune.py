@@ -53,6 +53,15 @@ def build_finetune_model(cfg: FinetuneConfig, scale: float, shift: float) -> tup
     return model, cfg
 
 
+def normalisation_scale(frames: Frames, kind: str) -> float:
+    """Energy scale (kcal/mol) of the normalised targets: training-energy std or force RMS × 1 Å."""
+    if kind == "energy_std":
+        return float(frames.energies.std())
+    if kind == "force_rms":
+        return float(np.sqrt(np.mean(frames.forces**2)))
+    raise ValueError(f"unknown normalisation {kind!r}; use 'energy_std' or 'force_rms'")
+
+
 def _scheduler(cfg: FinetuneConfig, opt: torch.optim.Optimizer) -> Any:
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -131,7 +140,7 @@ def finetune(
     train_idx, val_idx = train_val_split(len(data), cfg.n_train, cfg.n_val, cfg.seed)
     train, val = data.subset(train_idx), data.subset(val_idx)
     topo = topology_from_positions(data.z, train.coords[0])
-    shift, scale = float(train.energies.mean()), float(train.energies.std())
+    shift, scale = float(train.energies.mean()), normalisation_scale(train, cfg.normalisation)
     model, cfg = build_finetune_model(cfg, scale, shift)
     model.to(info.device)
     broadcast_parameters(model, info)
