@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from emgp_md.config import ModelConfig
-from emgp_md.landscape.figure4 import NO_ENERGY, geom_like_conformer, landscapes_for, random_init_checkpoint, summary_table
+from emgp_md.landscape.figure4 import (
+    NO_ENERGY,
+    geom_like_conformer,
+    landscapes_for,
+    random_init_checkpoint,
+    summary_table,
+)
 from emgp_md.models.checkpoint import load_checkpoint
 
 

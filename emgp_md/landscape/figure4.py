@@ -82,8 +82,9 @@ def landscapes_for(atoms: Atoms, models: dict[str, str], extent_A: float, n: int
 
 def summary_table(structures: dict[str, dict[str, Landscape2D]]) -> str:
     """Markdown: per structure and model, minimum position, drop, curvature, local minima."""
-    lines = ["| structure | model | grid minimum from X0 (Å) | on grid edge | E(min) − E(X0) | "
-             "curvature at X0 (a, b) | local minima |", "|---|---|---|---|---|---|---|"]
+    header = ("| structure | model | grid minimum from X0 (Å) | on grid edge | E(min) − E(X0) | "
+              "curvature at X0 (a, b) | local minima |")
+    lines = [header, "|---|---|---|---|---|---|---|"]
     for sname, lands in structures.items():
         for label, land in lands.items():
             s = land.summary()
