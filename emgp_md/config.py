@@ -17,7 +17,8 @@ class ModelConfig:
     Attributes
     ----------
     backbone : str
-        ``"egnn"``.
+        ``"egnn"`` (paper), ``"schnet"`` or ``"et"`` (TorchMD-Net equivariant transformer), the
+        backbones of the paper's "different backbones" figure (method doc 1.2-1.4).
     hidden_nf : int
         Width (paper: 128).
     n_layers : int
@@ -30,6 +31,13 @@ class ModelConfig:
         Classes of the INP head; 0 for no INP head.
     distance_head : bool
         Add the per-edge distance-denoising head of the "Distance" ablation.
+    cutoff_A : float, optional
+        Cutoff radius of SchNet and ET, Å. ``None`` selects the paper's value of the backbone
+        (SchNet 10 Å, ET 5 Å). EGNN has no cutoff and rejects a value.
+    n_rbf : int
+        Radial basis functions of SchNet (Gaussians) and ET (exp-normal); paper: 50. Unused by EGNN.
+    n_heads : int
+        Attention heads of ET (paper: 8); must divide ``hidden_nf``. Unused by EGNN and SchNet.
     """
 
     backbone: str = "egnn"
@@ -39,6 +47,9 @@ class ModelConfig:
     head: str = "atomwise"
     noise_levels: int = 0
     distance_head: bool = False
+    cutoff_A: float | None = None
+    n_rbf: int = 50
+    n_heads: int = 8
 
 
 @dataclass

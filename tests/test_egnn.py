@@ -113,7 +113,7 @@ def test_build_model_heads_and_errors():
     with pytest.raises(ValueError, match="head"):
         build_model(ModelConfig(hidden_nf=8, n_layers=1, head="nope"))
     with pytest.raises(ValueError, match="backbone"):
-        build_model(ModelConfig(hidden_nf=8, n_layers=1, backbone="schnet"))
+        build_model(ModelConfig(hidden_nf=8, n_layers=1, backbone="nope"))
 
 
 def test_energy_and_pooled_consistent_with_forward(small_model, ethanol):

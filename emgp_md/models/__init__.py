@@ -5,19 +5,39 @@ from __future__ import annotations
 from torch import nn
 
 from emgp_md.config import ModelConfig
+from emgp_md.models import schnet, torchmd_et
 from emgp_md.models.egnn import EGNN
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.models.heads import AtomwiseEnergyHead, DistanceHead, NoiseLevelHead, PooledEnergyHead
+from emgp_md.models.schnet import SchNet
+from emgp_md.models.torchmd_et import TorchMDET
 
-BACKBONES = ("egnn",)
+BACKBONES = ("egnn", "schnet", "et")
 HEADS = ("atomwise", "pooled")
+# used when ModelConfig.cutoff_A is None (method doc 1.3, 1.4)
+PAPER_CUTOFF_A = {"schnet": schnet.PAPER_CUTOFF_A, "et": torchmd_et.PAPER_CUTOFF_A}
 
 
 def build_backbone(cfg: ModelConfig) -> nn.Module:
-    """Construct the backbone named by ``cfg.backbone``."""
+    """Construct the backbone named by ``cfg.backbone``.
+
+    Raises
+    ------
+    ValueError
+        On an unknown backbone name, or a ``cutoff_A`` given to EGNN (which has no cutoff).
+    """
     if cfg.backbone == "egnn":
+        if cfg.cutoff_A is not None:
+            raise ValueError(f"the EGNN backbone has no cutoff, got cutoff_A={cfg.cutoff_A}; leave it unset")
         return EGNN(hidden_nf=cfg.hidden_nf, n_layers=cfg.n_layers, attention=cfg.attention)
-    raise ValueError(f"unknown backbone {cfg.backbone!r}; available: {list(BACKBONES)}")
+    if cfg.backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {cfg.backbone!r}; available: {list(BACKBONES)}")
+    cutoff_A = PAPER_CUTOFF_A[cfg.backbone] if cfg.cutoff_A is None else float(cfg.cutoff_A)
+    if cfg.backbone == "schnet":
+        return SchNet(hidden_nf=cfg.hidden_nf, n_layers=cfg.n_layers, cutoff_A=cutoff_A, n_rbf=cfg.n_rbf)
+    return TorchMDET(
+        hidden_nf=cfg.hidden_nf, n_layers=cfg.n_layers, cutoff_A=cutoff_A, n_rbf=cfg.n_rbf, n_heads=cfg.n_heads
+    )
 
 
 def build_model(cfg: ModelConfig, energy_scale: float = 1.0, energy_shift: float = 0.0) -> EnergyModel:
@@ -43,4 +63,15 @@ def paper_init_(model: nn.Module) -> None:
             nn.init.kaiming_uniform_(p.unsqueeze(0), a=0)
 
 
-__all__ = ["BACKBONES", "EGNN", "HEADS", "EnergyModel", "build_backbone", "build_model", "paper_init_"]
+__all__ = [
+    "BACKBONES",
+    "EGNN",
+    "HEADS",
+    "PAPER_CUTOFF_A",
+    "EnergyModel",
+    "SchNet",
+    "TorchMDET",
+    "build_backbone",
+    "build_model",
+    "paper_init_",
+]
