@@ -38,7 +38,7 @@ class StabilitySettings:
     @property
     def steps(self) -> int:
         """Number of MD steps of ``time_ps`` at ``timestep_fs``."""
-        return int(round(self.time_ps * 1000.0 / self.timestep_fs))
+        return round(self.time_ps * 1000.0 / self.timestep_fs)
 
 
 def run_stability(molecule: str, out_dir: str | Path, settings: StabilitySettings,
@@ -83,8 +83,9 @@ def run_stability(molecule: str, out_dir: str | Path, settings: StabilitySetting
 
 def stability_table(summaries: list[dict[str, Any]]) -> str:
     """Markdown table: stable time, run length, mean T, max bond deviation, h(r) overlap and JS divergence."""
-    lines = ["| molecule | simulated (ps) | stable time (ps) | mean T (K) | max bond deviation (Å) | "
-             "h(r) overlap | h(r) JS divergence (bits) | MD steps/s |", "|---|---|---|---|---|---|---|---|"]
+    header = ("| molecule | simulated (ps) | stable time (ps) | mean T (K) | max bond deviation (Å) | "
+              "h(r) overlap | h(r) JS divergence (bits) | MD steps/s |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         hr = s.get("h_r") or {}
         lines.append(f"| {s['molecule']} | {s['duration_ps']:.1f} | {s['stable_time_ps']:.1f} | "
