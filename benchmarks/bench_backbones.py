@@ -27,15 +27,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, markdown_table, set_threads, setup_logging, summarize_ms, write_json  # noqa: E402
+from _common import machine_info, markdown_table, set_threads, setup_logging, summarize_ms, write_json
 
-from emgp_md.config import ModelConfig  # noqa: E402
-from emgp_md.data.graph import repeat_topology  # noqa: E402
-from emgp_md.data.topology import topology_from_positions  # noqa: E402
-from emgp_md.models import BACKBONES, build_model  # noqa: E402
-from emgp_md.models.forces import energy_and_forces  # noqa: E402
-from emgp_md.pretrained import reference_atoms  # noqa: E402
-from emgp_md.training.losses import energy_force_loss  # noqa: E402
+from emgp_md.config import ModelConfig
+from emgp_md.data.graph import repeat_topology
+from emgp_md.data.topology import topology_from_positions
+from emgp_md.models import BACKBONES, build_model
+from emgp_md.models.forces import energy_and_forces
+from emgp_md.pretrained import reference_atoms
+from emgp_md.training.losses import energy_force_loss
 
 log = logging.getLogger("bench_backbones")
 
