@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,12 @@ class EMGPCalculator(Calculator):
         Compile the model with ``torch.compile`` (inductor) at the first call for a structure
         size: about 2× faster per call afterwards on CPU, but the first call takes tens of
         seconds to a few minutes. Worth it for long MD runs.
+    per_frame_hypergraph : bool
+        Models with a hypergraph (SE3Set) only: rebuild the geometry-dependent part of the
+        hypergraph (merging, overlap, incidences) for every structure, as the SE3Set authors did,
+        instead of keeping the one frozen from the reference geometry. **Energies and forces are
+        then not smooth**: they jump when a fragment boundary changes, and NVE energy is not
+        conserved. Off by default.
     """
 
     implemented_properties = ["energy", "free_energy", "forces"]
@@ -56,6 +63,7 @@ class EMGPCalculator(Calculator):
         device: str = "cpu",
         dtype: str = "float32",
         compile: bool = False,
+        per_frame_hypergraph: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -65,6 +73,7 @@ class EMGPCalculator(Calculator):
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         self.device, self.dtype = torch.device(device), _DTYPES[dtype]
         self.compile = compile
+        self.per_frame_hypergraph = per_frame_hypergraph
         self._forward: torch.nn.Module | None = None
         self.model: EnergyModel | None = None
         self.metadata: dict[str, Any] = {}
@@ -121,7 +130,10 @@ class EMGPCalculator(Calculator):
             self._prepare(self.atoms)
         assert self.model is not None and self._graph is not None
         pos = torch.as_tensor(self.atoms.positions, dtype=self.dtype, device=self.device)
-        energy, forces = energy_and_forces(self._forward, self._graph.with_pos(pos))
+        graph = self._graph.with_pos(pos)
+        if self.per_frame_hypergraph and self._topology is not None and self._topology.hypergraph is not None:
+            graph = replace(graph, hypergraph=self._frame_hypergraph(self._topology, self.atoms.positions))
+        energy, forces = energy_and_forces(self._forward, graph)
         e_eV = float(self.model.total_energy(energy)[0]) * self.energy_to_eV
         self.results["energy"] = e_eV
         self.results["free_energy"] = e_eV
@@ -139,8 +151,17 @@ class EMGPCalculator(Calculator):
                 self._auto_formula = formula
         species = self.metadata.get("species")
         validate_atomic_numbers(atoms.numbers, set(species) if species else None)
-        self._topology = topology_for_atoms(atoms, self.metadata.get("topology"))
+        options = getattr(self.model.backbone, "fragment_options", None) if self.model is not None else None
+        self._topology = topology_for_atoms(atoms, self.metadata.get("topology"), hypergraph_options=options)
         self._graph = collate([self._topology], [atoms.positions], self.dtype).to(self.device)
+
+    def _frame_hypergraph(self, topology: Topology, pos_A: np.ndarray) -> Any:
+        """Hypergraph re-fragmented for the current positions (``per_frame_hypergraph``), collated."""
+        from emgp_md.data.graph import collate_topology_hypergraphs
+        from emgp_md.data.hypergraph import rebuild_hypergraph
+
+        frame = replace(topology, hypergraph=rebuild_hypergraph(topology.hypergraph, pos_A))
+        return collate_topology_hypergraphs([frame]).to(self.device)  # type: ignore[union-attr]
 
     def reset_topology(self) -> None:
         """Forget the frozen bond graph; the next call re-derives it from the current geometry."""

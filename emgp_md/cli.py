@@ -120,7 +120,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     frames = load_frames(args.data, args.label_set)
     from ase import Atoms
 
-    topo = topology_for_atoms(Atoms(numbers=frames.z, positions=frames.coords[0]), meta.get("topology"))
+    topo = topology_for_atoms(Atoms(numbers=frames.z, positions=frames.coords[0]), meta.get("topology"),
+                              hypergraph_options=getattr(model.backbone, "fragment_options", None))
     import torch
 
     m = evaluate(model, topo, frames, dtype={"float32": torch.float32, "float64": torch.float64}[args.dtype])

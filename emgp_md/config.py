@@ -18,7 +18,8 @@ class ModelConfig:
     ----------
     backbone : str
         ``"egnn"`` (paper), ``"schnet"`` or ``"et"`` (TorchMD-Net equivariant transformer), the
-        backbones of the paper's "different backbones" figure (method doc 1.2-1.4).
+        backbones of the paper's "different backbones" figure (method doc 1.2-1.4), or
+        ``"se3set"`` (SE3Set hypergraph transformer; needs a hypergraph, see docs/architecture.md).
     hidden_nf : int
         Width (paper: 128).
     n_layers : int
@@ -38,6 +39,13 @@ class ModelConfig:
         Radial basis functions of SchNet (Gaussians) and ET (exp-normal); paper: 50. Unused by EGNN.
     n_heads : int
         Attention heads of ET (paper: 8); must divide ``hidden_nf``. Unused by EGNN and SchNet.
+    se3set_preset : str
+        SE3Set only: named architecture (``"md17"``: the authors' MD17 template, ``"cpu_small"``,
+        ``"tiny"``; see :mod:`emgp_md.models.se3set_config`). SE3Set takes its sizes from here and
+        ``se3set_overrides``; ``hidden_nf``, ``n_layers``, ``n_rbf``, ``n_heads`` and ``cutoff_A``
+        must then stay at their defaults or equal the resolved sizes. Unused by other backbones.
+    se3set_overrides : dict, optional
+        SE3Set only: ``SE3SetSettings`` fields replacing the preset's (e.g. ``{"n_blocks": 4}``).
     """
 
     backbone: str = "egnn"
@@ -50,6 +58,8 @@ class ModelConfig:
     cutoff_A: float | None = None
     n_rbf: int = 50
     n_heads: int = 8
+    se3set_preset: str = "md17"
+    se3set_overrides: dict[str, Any] | None = None
 
 
 @dataclass
@@ -201,6 +211,20 @@ def load_yaml(cls: type[T], path: str | Path, overrides: dict[str, Any] | None =
     return from_dict(cls, data)
 
 
+_SE3SET_KEYS = ("se3set_preset", "se3set_overrides")
+
+
+def _drop_unused_se3set_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``asdict`` factory: a ModelConfig of another backbone with the SE3Set keys at their defaults
+    is written without them, so files for EGNN/SchNet/ET stay readable by versions that lack them."""
+    out = dict(pairs)
+    if (all(k in out for k in _SE3SET_KEYS) and "backbone" in out and out["backbone"] != "se3set"
+            and out["se3set_preset"] == ModelConfig.se3set_preset and out["se3set_overrides"] is None):
+        for key in _SE3SET_KEYS:
+            del out[key]
+    return out
+
+
 def to_dict(config: Any) -> dict[str, Any]:
-    """JSON-able dict of a config dataclass."""
-    return dataclasses.asdict(config)
+    """JSON-able dict of a config dataclass (unused SE3Set keys of a ModelConfig left out)."""
+    return dataclasses.asdict(config, dict_factory=_drop_unused_se3set_keys)

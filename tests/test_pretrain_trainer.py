@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.ddp_pretrain import synthetic_conformers
 
-import emgp_md.pretrain.trainer as trainer
 from emgp_md.config import ModelConfig, PretrainConfig
 from emgp_md.models.checkpoint import load_checkpoint, read_checkpoint
-from helpers.ddp_pretrain import synthetic_conformers
+from emgp_md.pretrain import trainer
 
 
 def _cfg(**kw) -> PretrainConfig:

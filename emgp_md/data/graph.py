@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from emgp_md.data.topology import Topology
+
+if TYPE_CHECKING:
+    from emgp_md.data.hypergraph_batch import HypergraphBatch
 
 
 @dataclass
@@ -38,6 +42,9 @@ class GraphBatch:
         Hop types as a matrix per molecule, present when every molecule has the same number of
         atoms ``n`` and is fully connected (a molecule's frames, a single molecule). Backbones
         may then use dense (n × n) message passing, which gives the same numbers faster.
+    hypergraph : HypergraphBatch, optional
+        Collated SE3Set hypergraphs (index tensors with offsets, no positions), present when every
+        topology of the batch carries a hypergraph.
     """
 
     z: torch.Tensor
@@ -47,6 +54,7 @@ class GraphBatch:
     batch: torch.Tensor
     n_graphs: int
     dense_edge_type: torch.Tensor | None = None
+    hypergraph: HypergraphBatch | None = None
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> GraphBatch:
         """Move to a device; ``dtype`` applies to the positions only."""
@@ -58,6 +66,7 @@ class GraphBatch:
             edge_type=self.edge_type.to(device),
             batch=self.batch.to(device),
             dense_edge_type=None if self.dense_edge_type is None else self.dense_edge_type.to(device),
+            hypergraph=None if self.hypergraph is None else self.hypergraph.to(device),
         )
 
     def with_pos(self, pos: torch.Tensor) -> GraphBatch:
@@ -110,6 +119,7 @@ def collate(
         batch=torch.cat(batch),
         n_graphs=len(topologies),
         dense_edge_type=dense_types(topologies),
+        hypergraph=collate_topology_hypergraphs(topologies),
     )
 
 
@@ -135,7 +145,17 @@ def repeat_topology(topology: Topology, positions: torch.Tensor) -> GraphBatch:
         batch=torch.arange(n_frames).repeat_interleave(n_atoms),
         n_graphs=n_frames,
         dense_edge_type=None if mat is None else mat.expand(n_frames, -1, -1),
+        hypergraph=collate_topology_hypergraphs([topology] * n_frames),
     )
+
+
+def collate_topology_hypergraphs(topologies: Sequence[Topology]) -> HypergraphBatch | None:
+    """Collated hypergraphs of the topologies, or None unless every topology carries one."""
+    if not topologies or any(t.hypergraph is None for t in topologies):
+        return None
+    from emgp_md.data.hypergraph_batch import collate_hypergraphs
+
+    return collate_hypergraphs([t.hypergraph for t in topologies])  # type: ignore[misc]
 
 
 def type_matrix(topology: Topology) -> torch.Tensor | None:

@@ -10,9 +10,12 @@ from a reference geometry and then frozen, so the energy stays a smooth function
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from emgp_md.data.hypergraph import Hypergraph
 
 BOND_CUTOFF_A = 1.6
 MAX_HOP = 3
@@ -33,24 +36,44 @@ class Topology:
         All ordered pairs ``i != j``; row 0 receives the message (the authors' ``row``).
     edge_type : (n_edges,) int64
         Hop category 0..3 of each edge.
+    hypergraph : Hypergraph, optional
+        Frozen SE3Set hypergraph of the molecule (same atoms, same order), for backbones that need
+        one (``needs_hypergraph``); None otherwise.
     """
 
     z: np.ndarray
     bonds: np.ndarray
     edge_index: np.ndarray
     edge_type: np.ndarray
+    hypergraph: Hypergraph | None = None
+
+    def __post_init__(self) -> None:
+        if self.hypergraph is not None and not np.array_equal(self.hypergraph.z, self.z):
+            raise ValueError(f"the hypergraph's atoms {self.hypergraph.z.tolist()} do not match the topology's "
+                             f"{np.asarray(self.z).tolist()}")
 
     @property
     def n_atoms(self) -> int:
         return int(self.z.shape[0])
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (atomic numbers and bonds); edges are rebuilt on load."""
-        return {"z": self.z.tolist(), "bonds": self.bonds.tolist()}
+        """JSON-able form (atomic numbers, bonds, and the hypergraph when there is one); edges are
+        rebuilt on load."""
+        out: dict[str, Any] = {"z": self.z.tolist(), "bonds": self.bonds.tolist()}
+        if self.hypergraph is not None:
+            out["hypergraph"] = self.hypergraph.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Topology:
-        return topology_from_bonds(np.asarray(data["z"]), np.asarray(data["bonds"]).reshape(-1, 2))
+        topo = topology_from_bonds(np.asarray(data["z"]), np.asarray(data["bonds"]).reshape(-1, 2))
+        if data.get("hypergraph") is None:
+            return topo
+        from dataclasses import replace
+
+        from emgp_md.data.hypergraph import Hypergraph
+
+        return replace(topo, hypergraph=Hypergraph.from_dict(data["hypergraph"]))
 
 
 def bonds_from_distances(pos: np.ndarray, cutoff_A: float = BOND_CUTOFF_A) -> np.ndarray:

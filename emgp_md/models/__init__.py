@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import nn
 
 from emgp_md.config import ModelConfig
@@ -12,7 +14,12 @@ from emgp_md.models.heads import AtomwiseEnergyHead, DistanceHead, NoiseLevelHea
 from emgp_md.models.schnet import SchNet
 from emgp_md.models.torchmd_et import TorchMDET
 
-BACKBONES = ("egnn", "schnet", "et")
+if TYPE_CHECKING:
+    from emgp_md.data.fragment import FragmentOptions
+
+BACKBONES = ("egnn", "schnet", "et", "se3set")
+# backbones that read a frozen hypergraph (Topology.hypergraph) besides the fully connected graph
+HYPERGRAPH_BACKBONES = ("se3set",)
 HEADS = ("atomwise", "pooled")
 # used when ModelConfig.cutoff_A is None (method doc 1.3, 1.4)
 PAPER_CUTOFF_A = {"schnet": schnet.PAPER_CUTOFF_A, "et": torchmd_et.PAPER_CUTOFF_A}
@@ -21,11 +28,20 @@ PAPER_CUTOFF_A = {"schnet": schnet.PAPER_CUTOFF_A, "et": torchmd_et.PAPER_CUTOFF
 def build_backbone(cfg: ModelConfig) -> nn.Module:
     """Construct the backbone named by ``cfg.backbone``.
 
+    SE3Set (``"se3set"``) takes its sizes from ``cfg.se3set_preset`` and ``cfg.se3set_overrides``
+    (:mod:`emgp_md.models.se3set_config`); its modules are imported only here.
+
     Raises
     ------
     ValueError
-        On an unknown backbone name, or a ``cutoff_A`` given to EGNN (which has no cutoff).
+        On an unknown backbone name, a ``cutoff_A`` given to EGNN (which has no cutoff), or SE3Set
+        settings that are unknown or contradict the generic size fields.
     """
+    if cfg.backbone == "se3set":
+        from emgp_md.models.se3set import SE3Set
+        from emgp_md.models.se3set_config import settings_from_config
+
+        return SE3Set(settings_from_config(cfg))
     if cfg.backbone == "egnn":
         if cfg.cutoff_A is not None:
             raise ValueError(f"the EGNN backbone has no cutoff, got cutoff_A={cfg.cutoff_A}; leave it unset")
@@ -41,17 +57,43 @@ def build_backbone(cfg: ModelConfig) -> nn.Module:
 
 
 def build_model(cfg: ModelConfig, energy_scale: float = 1.0, energy_shift: float = 0.0) -> EnergyModel:
-    """Construct an :class:`EnergyModel` from its configuration."""
+    """Construct an :class:`EnergyModel` from its configuration.
+
+    The heads are as wide as the backbone's output: ``cfg.hidden_nf``, or for SE3Set its resolved
+    ``feature_nf``.
+    """
     backbone = build_backbone(cfg)
+    width = backbone.hidden_nf if cfg.backbone in HYPERGRAPH_BACKBONES else cfg.hidden_nf
     if cfg.head == "atomwise":
-        head: nn.Module = AtomwiseEnergyHead(cfg.hidden_nf)
+        head: nn.Module = AtomwiseEnergyHead(width)
     elif cfg.head == "pooled":
-        head = PooledEnergyHead(cfg.hidden_nf)
+        head = PooledEnergyHead(width)
     else:
         raise ValueError(f"unknown head {cfg.head!r}; available: {list(HEADS)}")
-    noise_head = NoiseLevelHead(cfg.hidden_nf, cfg.noise_levels) if cfg.noise_levels > 0 else None
-    distance_head = DistanceHead(cfg.hidden_nf) if cfg.distance_head else None
+    noise_head = NoiseLevelHead(width, cfg.noise_levels) if cfg.noise_levels > 0 else None
+    distance_head = DistanceHead(width) if cfg.distance_head else None
     return EnergyModel(backbone, head, noise_head, distance_head, energy_scale=energy_scale, energy_shift=energy_shift)
+
+
+def needs_hypergraph(cfg: ModelConfig) -> bool:
+    """Whether the backbone of ``cfg`` reads a hypergraph (every topology must then carry one)."""
+    return cfg.backbone in HYPERGRAPH_BACKBONES
+
+
+def hypergraph_options(cfg: ModelConfig) -> FragmentOptions:
+    """Fragmenter settings for building hypergraphs for the model of ``cfg`` (SE3Set only).
+
+    Raises
+    ------
+    ValueError
+        If the backbone does not use a hypergraph.
+    """
+    if not needs_hypergraph(cfg):
+        raise ValueError(f"the {cfg.backbone!r} backbone does not use a hypergraph")
+    from emgp_md.data.fragment import PRESETS as FRAGMENT_PRESETS
+    from emgp_md.models.se3set_config import settings_from_config
+
+    return FRAGMENT_PRESETS[settings_from_config(cfg).fragmentation]
 
 
 def paper_init_(model: nn.Module) -> None:
@@ -67,11 +109,14 @@ __all__ = [
     "BACKBONES",
     "EGNN",
     "HEADS",
+    "HYPERGRAPH_BACKBONES",
     "PAPER_CUTOFF_A",
     "EnergyModel",
     "SchNet",
     "TorchMDET",
     "build_backbone",
     "build_model",
+    "hypergraph_options",
+    "needs_hypergraph",
     "paper_init_",
 ]

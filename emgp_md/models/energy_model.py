@@ -21,7 +21,8 @@ class EnergyModel(nn.Module):
     Parameters
     ----------
     backbone : nn.Module
-        Maps ``(z, pos, edge_index, edge_type)`` to ``(h, pos_out)``.
+        Maps ``(z, pos, edge_index, edge_type)`` to ``(h, pos_out)``; also gets
+        ``hypergraph=graph.hypergraph`` when its class sets ``needs_hypergraph = True``.
     head : nn.Module
         Maps ``(h, batch, n_graphs)`` to (n_graphs,) energies.
     noise_head : NoiseLevelHead, optional
@@ -52,7 +53,15 @@ class EnergyModel(nn.Module):
         self.energy_shift = float(energy_shift)
 
     def node_features(self, graph: GraphBatch) -> torch.Tensor:
-        """(n_atoms, hidden_nf) invariant node features."""
+        """(n_atoms, hidden_nf) invariant node features.
+
+        Backbones whose class sets ``needs_hypergraph = True`` (SE3Set) also receive
+        ``hypergraph=graph.hypergraph``.
+        """
+        if getattr(self.backbone, "needs_hypergraph", False):
+            h, _ = self.backbone(graph.z, graph.pos, graph.edge_index, graph.edge_type,
+                                 dense_edge_type=graph.dense_edge_type, hypergraph=graph.hypergraph)
+            return h
         h, _ = self.backbone(graph.z, graph.pos, graph.edge_index, graph.edge_type,
                              dense_edge_type=graph.dense_edge_type)
         return h

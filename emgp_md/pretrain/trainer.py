@@ -22,7 +22,7 @@ import torch
 from emgp_md.config import PretrainConfig, to_dict
 from emgp_md.data.graph import collate
 from emgp_md.data.topology import Topology
-from emgp_md.models import build_model
+from emgp_md.models import build_model, needs_hypergraph
 from emgp_md.models.checkpoint import atomic_save, make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.pretrain.noise import noise_levels
@@ -80,9 +80,21 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
 
     ``state.pt`` is saved atomically every ``checkpoint_every_steps`` steps and every epoch, so a
     run killed at any point resumes (``resume=True``) from its last saved step.
+
+    Raises
+    ------
+    NotImplementedError
+        For a backbone that needs a hypergraph (SE3Set): conformer sets carry no hypergraphs.
     """
     from tqdm.auto import tqdm
 
+    if needs_hypergraph(cfg.model):
+        raise NotImplementedError(
+            f"pretraining the {cfg.model.backbone!r} backbone is not implemented: it needs one SE3Set hypergraph "
+            "per conformer molecule, and conformer sets store RDKit bonds without bond orders, from which "
+            "the fragmenter's chemical groups (rings, functional groups, multiple bonds) cannot be derived; "
+            "fine-tune SE3Set from scratch (emgp-md finetune) instead"
+        )
     info = info or DistInfo()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

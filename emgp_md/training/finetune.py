@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from emgp_md.config import FinetuneConfig, to_dict
+from emgp_md.data.convert import attach_hypergraph
 from emgp_md.data.graph import repeat_topology
 from emgp_md.data.rmd17 import ENERGY_UNIT, Frames, load_frames, train_val_split
 from emgp_md.data.topology import Topology, topology_from_positions
-from emgp_md.models import build_model, paper_init_
+from emgp_md.models import build_model, hypergraph_options, needs_hypergraph, paper_init_
 from emgp_md.models.checkpoint import atomic_save, make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.models.forces import energy_and_forces
@@ -142,6 +143,8 @@ def finetune(
     topo = topology_from_positions(data.z, train.coords[0])
     shift, scale = float(train.energies.mean()), normalisation_scale(train, cfg.normalisation)
     model, cfg = build_finetune_model(cfg, scale, shift)
+    if needs_hypergraph(cfg.model):  # SE3Set: one hypergraph, frozen from the reference frame
+        topo = attach_hypergraph(topo, train.coords[0], hypergraph_options(cfg.model))
     model.to(info.device)
     broadcast_parameters(model, info)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
