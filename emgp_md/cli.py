@@ -84,18 +84,27 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _pretrain_report(args: argparse.Namespace) -> int:
     import torch
 
+    from emgp_md.config import ModelConfig, from_dict
+    from emgp_md.models import hypergraph_options, needs_hypergraph
     from emgp_md.pretrain.data import load_split
+    from emgp_md.pretrain.hypergraphs import HypergraphCache, HypergraphSamples
     from emgp_md.pretrain.noise import noise_levels
     from emgp_md.pretrain.report import level_diagnostics, plot_diagnostics
     from emgp_md.training.transfer import load_any_checkpoint
 
     _, val = load_split(args.data, args.n_val_molecules, args.seed)
-    confs = [val[i] for i in range(min(args.n_conformers, len(val)))]
+    n_conf = min(args.n_conformers, len(val))
+    confs = [val[i] for i in range(n_conf)]
     diags = {}
     for path in args.checkpoints:
         model, meta = load_any_checkpoint(path)
         sigmas = torch.tensor(meta.get("sigmas_A") or noise_levels().tolist(), dtype=torch.float64)
-        diags[Path(path).name] = level_diagnostics(model, confs, sigmas, seed=args.seed)
+        model_cfg = from_dict(ModelConfig, meta["model"])
+        used = confs
+        if needs_hypergraph(model_cfg):  # SE3Set: hypergraphs as in pretraining; unfragmentable molecules left out
+            with_hg = HypergraphSamples(val, HypergraphCache(hypergraph_options(model_cfg)))
+            used = [s for s in (with_hg[i] for i in range(n_conf)) if s is not None]
+        diags[Path(path).name] = level_diagnostics(model, used, sigmas, seed=args.seed)
     if args.json:
         print(json.dumps({k: d.to_dict() for k, d in diags.items()}, indent=2))
     else:

@@ -1,5 +1,5 @@
 """SE3Set backbone: sizes, configuration, physics contracts (float64), hypergraph plumbing through
-topologies, batches, checkpoints, the calculator, fine-tuning, and pretraining's refusal."""
+topologies, batches, checkpoints, the calculator and fine-tuning (pretraining: test_se3set_pretrain.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ase import Atoms
 from e3nn import o3
 
 from emgp_md.calculator import EMGPCalculator
-from emgp_md.config import FinetuneConfig, ModelConfig, PretrainConfig, from_dict, to_dict
+from emgp_md.config import FinetuneConfig, ModelConfig, from_dict, to_dict
 from emgp_md.data.convert import attach_hypergraph, topology_for_atoms
 from emgp_md.data.fragment import PRESETS as FRAGMENT_PRESETS
 from emgp_md.data.graph import collate, repeat_topology
@@ -288,11 +288,3 @@ def test_finetune_one_epoch(tmp_path, tiny_rmd17) -> None:
     assert meta["model"]["backbone"] == "se3set" and meta["model"]["se3set_preset"] == "tiny"
     topo = Topology.from_dict(meta["topology"])
     assert topo.hypergraph is not None and topo.hypergraph.n_atoms == 9
-
-
-def test_pretraining_refuses_se3set(tmp_path) -> None:
-    from emgp_md.pretrain.trainer import pretrain
-
-    cfg = PretrainConfig(model=se3set_model_config("tiny", head="pooled", noise_levels=50))
-    with pytest.raises(NotImplementedError, match="hypergraph"):
-        pretrain(cfg, [], [], tmp_path / "pre")

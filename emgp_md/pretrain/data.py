@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emgp_md.data.conformer_store import ConformerRecord
 from emgp_md.data.topology import Topology
 
 
@@ -24,8 +25,21 @@ class ConformerSamples:
         return int(self.indices.shape[0])
 
     def __getitem__(self, i: int) -> tuple[Topology, np.ndarray]:
-        rec = self.dataset[int(self.indices[i])]  # type: ignore[index]
+        rec = self.record(i)
         return rec.topology, rec.pos
+
+    def record(self, i: int) -> ConformerRecord:
+        """The full record of sample ``i`` (molecule id, SMILES, conformer rank, ...)."""
+        return self.dataset[int(self.indices[i])]  # type: ignore[index]
+
+    def reference_positions(self, i: int) -> np.ndarray:
+        """(n_atoms, 3) float64 Å: the lowest-energy conformer (rank 0) of sample ``i``'s molecule.
+
+        A molecule's conformers are stored contiguously, lowest energy first, so rank 0 is found
+        whether or not it is among ``indices``.
+        """
+        k = int(self.indices[i])
+        return self.dataset[k - self.dataset[k].conformer].pos  # type: ignore[index]
 
 
 def load_split(root: str | Path, n_val_molecules: int, seed: int, max_conformers: int | None = None

@@ -4,6 +4,10 @@ Per epoch: seeded order, batches of ``batch_size`` molecules (the global batch, 
 processes), Adam, gradient-norm clipping, non-finite steps skipped and counted, cosine learning
 rate stepped per epoch, validation with fixed noise (so checkpoint selection is not noisy, unlike
 the authors' code, method doc 7.12), best checkpoint, CSV log, loss plot.
+
+Backbones that need a hypergraph (SE3Set) get one per molecule, built from a clean conformer on
+first use and cached (:mod:`emgp_md.pretrain.hypergraphs`); molecules whose fragmentation fails
+are left out of the batches, with one warning each, and counted in ``hypergraphs.json``.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import torch
 from emgp_md.config import PretrainConfig, to_dict
 from emgp_md.data.graph import collate
 from emgp_md.data.topology import Topology
-from emgp_md.models import build_model, needs_hypergraph
+from emgp_md.models import build_model, hypergraph_options, needs_hypergraph
 from emgp_md.models.checkpoint import atomic_save, make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
+from emgp_md.pretrain.hypergraphs import HypergraphCache, HypergraphSamples
 from emgp_md.pretrain.noise import noise_levels
 from emgp_md.pretrain.objectives import draw_noise, pretrain_losses
 from emgp_md.training.csvlog import append_row
@@ -32,18 +37,25 @@ from emgp_md.training.distributed import DistInfo, allreduce_gradients, allreduc
 
 log = logging.getLogger(__name__)
 Sample = tuple[Topology, np.ndarray]
+EMPTY = {"n": 0.0, "efp": 0.0, "inp": 0.0, "correct": 0.0}
 FIELDS = ["epoch", "lr", "train_loss", "train_efp", "train_inp", "train_inp_acc", "val_loss", "val_efp", "val_inp",
           "val_inp_acc", "skipped_steps", "conformers_per_s", "wall_s"]
 VAL_EPOCH = 1_000_003  # a fixed noise stream for validation, never an epoch number
 
 
-def run_batch(model: EnergyModel, data: Sequence[Sample], ids: Sequence[int], cfg: PretrainConfig,
+def run_batch(model: EnergyModel, data: Sequence[Sample | None], ids: Sequence[int], cfg: PretrainConfig,
               sigmas: torch.Tensor, epoch: int, info: DistInfo) -> tuple[torch.Tensor | None, dict[str, float]]:
-    """Loss of this process's share of the global batch ``ids`` (None when the share is empty)."""
-    local = shard(list(ids), info)
-    if not local:
-        return None, {"n": 0.0, "efp": 0.0, "inp": 0.0, "correct": 0.0}
-    samples = [data[i] for i in local]
+    """Loss of this process's share of the global batch ``ids`` (None when the share is empty).
+
+    Samples that are None (molecules skipped for want of a hypergraph) are left out; the loss is
+    still normalised by the global batch size.
+    """
+    kept = [(i, data[i]) for i in shard(list(ids), info)]
+    kept = [(i, s) for i, s in kept if s is not None]
+    if not kept:
+        return None, dict(EMPTY)
+    local = [i for i, _ in kept]
+    samples = [s for _, s in kept]
     graph = collate([s[0] for s in samples], [s[1] for s in samples], torch.float32).to(info.device)
     draw = draw_noise(local, [s[0].n_atoms for s in samples], cfg.n_levels, cfg.steps, cfg.seed, epoch)
     draw = type(draw)(draw.levels.to(info.device), draw.noise.to(info.device))
@@ -81,20 +93,29 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
     ``state.pt`` is saved atomically every ``checkpoint_every_steps`` steps and every epoch, so a
     run killed at any point resumes (``resume=True``) from its last saved step.
 
+    For a backbone that needs a hypergraph (SE3Set), each molecule's hypergraph is built once from a
+    clean conformer and cached (:class:`~emgp_md.pretrain.hypergraphs.HypergraphCache`); molecules
+    whose fragmentation fails are skipped with one warning each and counted in ``hypergraphs.json``
+    and in the result's ``hypergraphs``.
+
     Raises
     ------
     NotImplementedError
-        For a backbone that needs a hypergraph (SE3Set): conformer sets carry no hypergraphs.
+        The ``direct`` variant with a backbone other than EGNN (no coordinate output).
+    RuntimeError
+        No training conformer could be used in an epoch (every molecule failed fragmentation).
     """
     from tqdm.auto import tqdm
 
-    if needs_hypergraph(cfg.model):
+    if cfg.variant == "direct" and cfg.model.backbone != "egnn":
         raise NotImplementedError(
-            f"pretraining the {cfg.model.backbone!r} backbone is not implemented: it needs one SE3Set hypergraph "
-            "per conformer molecule, and conformer sets store RDKit bonds without bond orders, from which "
-            "the fragmenter's chemical groups (rings, functional groups, multiple bonds) cannot be derived; "
-            "fine-tune SE3Set from scratch (emgp-md finetune) instead"
+            f"the 'direct' pretraining variant needs a coordinate output, which only the EGNN backbone has; "
+            f"the {cfg.model.backbone!r} backbone has none: use variant riemann, gaussian or distance"
         )
+    cache = None
+    if needs_hypergraph(cfg.model):  # SE3Set: one frozen hypergraph per molecule, built on first use
+        cache = HypergraphCache(hypergraph_options(cfg.model))
+        train, val = HypergraphSamples(train, cache), HypergraphSamples(val, cache)
     info = info or DistInfo()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,8 +136,9 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
         sched.load_state_dict(st["scheduler"])
         start_epoch, start_step, best, wall, skipped = st["epoch"], st["step"], st["best"], st["wall_s"], st["skipped"]
         log.info("resumed at epoch %d step %d", start_epoch, start_step)
-    elif info.is_main and (out / "log.csv").exists():
-        (out / "log.csv").unlink()
+    elif info.is_main:  # a fresh run: no log lines of an earlier run
+        for name in ("log.csv", "hypergraphs.json"):
+            (out / name).unlink(missing_ok=True)
     meta = _metadata(cfg, sigmas, len(train))
     if info.is_main:
         (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
@@ -135,7 +157,8 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
         t0, seen = time.perf_counter(), 0
         t_epoch = t0
         model.train()
-        for step in range(start_step if epoch == start_epoch else 0, n_batches):
+        first_step = start_step if epoch == start_epoch else 0
+        for step in range(first_step, n_batches):
             ids = order[step * cfg.batch_size : (step + 1) * cfg.batch_size].tolist()
             loss, st = run_batch(model, train, ids, cfg, sigmas, epoch, info)
             opt.zero_grad(set_to_none=True)
@@ -158,9 +181,15 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
         rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
         lr = opt.param_groups[0]["lr"]
         sched.step()
-        train_sum = _summary(allreduce_sum(sums, info), cfg)
+        train_sums = allreduce_sum(sums, info)
+        if first_step < n_batches and float(train_sums[0]) == 0:
+            raise RuntimeError(f"no training conformer could be used in epoch {epoch}: every molecule was skipped"
+                               + ("" if cache is None else f" ({len(cache.failed)} failed fragmentation)"))
+        train_sum = _summary(train_sums, cfg)
         model.eval()
         val_sum = validate(model, val, cfg, sigmas, info)
+        if cache is not None:
+            _report_hypergraphs(cache, epoch, out, info)
         wall += time.perf_counter() - t0
         bar.set_postfix(val_loss=f"{val_sum['loss']:.3f}", val_acc=f"{val_sum['inp_acc']:.2f}")
         if val_sum["loss"] < best:
@@ -177,4 +206,24 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
             log.warning("wall-time budget reached after epoch %d; resume to continue", epoch)
             break
     bar.close()
-    return {"best_val_loss": best, "epochs": cfg.epochs, "wall_s": wall, "skipped_steps": skipped}
+    result = {"best_val_loss": best, "epochs": cfg.epochs, "wall_s": wall, "skipped_steps": skipped}
+    if cache is not None:
+        result["hypergraphs"] = cache.stats()
+    return result
+
+
+def _report_hypergraphs(cache: HypergraphCache, epoch: int, out: Path, info: DistInfo) -> None:
+    """Log this process's hypergraph counts; the main process appends them to ``hypergraphs.json``."""
+    stats = cache.stats()
+    log.info("epoch %d hypergraphs: %d built, %d reused, %d molecule(s) skipped (%d conformer look-ups)", epoch,
+             stats["built"], stats["hits"], stats["failed_molecules"], stats["skipped_samples"])
+    if not info.is_main:
+        return
+    path = out / "hypergraphs.json"
+    doc = json.loads(path.read_text()) if path.exists() else {"epochs": []}
+    doc["epochs"] = [e for e in doc["epochs"] if e["epoch"] < epoch] + [{"epoch": epoch, **stats}]
+    failed = {f["molecule"]: f for f in doc.get("failed", []) + cache.failures}  # earlier attempts of a resumed run
+    doc["failed"] = list(failed.values())
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(path)

@@ -1,0 +1,246 @@
+"""Figure 3 analogue ("different backbones"): table and figure from the run folders of a campaign.
+
+The campaign (``workflows/configs/figure3.yaml``) has, per backbone, one fine-tuning spec from
+scratch and one from that backbone's own pretraining. This module reads the finished runs
+(:func:`emgp_md.training.md17_report.collect`) and writes ``results_figure3.md`` (test force and
+energy MAE per backbone, initialisation and molecule, in kcal/mol and meV, with parameters,
+epochs and wall time) and ``figures/figure3_backbones.png`` (grouped bars of the test force MAE,
+scratch vs pretrained, one panel per molecule). Unfinished runs show as "–".
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emgp_md.training.campaign import CampaignConfig, finetune_jobs, pretrain_jobs
+from emgp_md.training.md17_report import collect
+
+log = logging.getLogger(__name__)
+
+BACKBONE_LABELS = {"egnn": "EGNN", "schnet": "SchNet", "et": "ET", "se3set": "SE3Set"}
+INITS = ("scratch", "pretrained")
+#: Test metrics of a row, in table order: (metrics key, column label).
+METRICS = (("force_mae_kcal_mol_A", "F kcal/mol/Å"), ("energy_mae_kcal_mol", "E kcal/mol"),
+           ("force_mae_meV_A", "F meV/Å"), ("energy_mae_meV", "E meV"))
+
+
+@dataclass(frozen=True)
+class SpecRow:
+    """One fine-tuning spec of the campaign as a table row."""
+
+    spec: str
+    backbone: str
+    init: str
+    model: dict[str, Any]
+    pretrained: str | None
+
+
+def spec_rows(cfg: CampaignConfig) -> list[SpecRow]:
+    """Backbone, initialisation ("scratch" or "pretrained") and model config of every spec, in config order."""
+    rows: dict[str, SpecRow] = {}
+    for job in finetune_jobs(cfg):
+        if job.name in rows:
+            continue
+        model = dict(job.config.get("model") or {})
+        pretrained = job.config.get("pretrained")
+        rows[job.name] = SpecRow(job.name, str(model.get("backbone", "egnn")),
+                                 "pretrained" if pretrained else "scratch", model, pretrained)
+    return list(rows.values())
+
+
+def count_parameters(model: dict[str, Any]) -> int | None:
+    """Trainable parameters of the energy model a ``model:`` mapping describes (None if it cannot be built)."""
+    import torch
+
+    from emgp_md.config import ModelConfig, from_dict
+    from emgp_md.models import build_model
+
+    try:
+        torch.manual_seed(0)
+        built = build_model(from_dict(ModelConfig, model))
+    except (ValueError, TypeError) as exc:
+        log.warning("cannot build model %s to count its parameters: %s", model, exc)
+        return None
+    return sum(p.numel() for p in built.parameters() if p.requires_grad)
+
+
+def _run_model(results: dict, spec: str) -> dict[str, Any] | None:
+    """The model config a finished run of ``spec`` actually used (its config.json), if any."""
+    for entry in results.get(spec, {}).values():
+        path = Path(entry["run"]) / "config.json"
+        if path.exists():
+            conf = json.loads(path.read_text())
+            model = conf.get("config", conf).get("model")
+            if model:
+                return dict(model)
+    return None
+
+
+def _fmt(x: float | None, digits: int) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _metric(results: dict, spec: str, mol: str, key: str) -> float | None:
+    entry = results.get(spec, {}).get(mol)
+    if entry is None or key not in entry["test"]:
+        return None
+    return float(entry["test"][key])
+
+
+def _params(n: int | None) -> str:
+    if n is None:
+        return "–"
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k"
+
+
+def backbone_table(results: dict, rows: list[SpecRow], molecules: list[str],
+                   parameters: dict[str, int | None]) -> str:
+    """Markdown table: one row per spec, test MAEs per molecule, epochs and wall time per molecule."""
+    cols = [f"{mol} {label}" for mol in molecules for _, label in METRICS]
+    lines = ["| backbone | parameters | init | " + " | ".join(cols) + " | epochs | wall time (min) |",
+             "|---|---|---|" + "---|" * len(cols) + "---|---|"]
+    for row in rows:
+        cells = []
+        for mol in molecules:
+            for key, _ in METRICS:
+                cells.append(_fmt(_metric(results, row.spec, mol, key), 3 if "kcal" in key else 1))
+        runs = [results.get(row.spec, {}).get(mol) for mol in molecules]
+        epochs = " / ".join("–" if r is None else str(r["epochs"]) for r in runs)
+        wall = " / ".join("–" if r is None else f"{r['wall_s'] / 60:.1f}" for r in runs)
+        label = BACKBONE_LABELS.get(row.backbone, row.backbone)
+        lines.append(f"| {label} | {_params(parameters.get(row.spec))} | {row.init} | " + " | ".join(cells)
+                     + f" | {epochs} | {wall} |")
+    return "\n".join(lines)
+
+
+def gain_table(results: dict, rows: list[SpecRow], molecules: list[str]) -> str:
+    """Markdown table: scratch / pretrained test force MAE per backbone and molecule (> 1: pretraining helps)."""
+    lines = ["| backbone | " + " | ".join(f"{mol} gain" for mol in molecules) + " |",
+             "|---|" + "---|" * len(molecules)]
+    for backbone in _backbones(rows):
+        cells = []
+        for mol in molecules:
+            s, p = (_force(results, rows, backbone, init, mol) for init in INITS)
+            cells.append(_fmt(s / p if s is not None and p is not None and p > 0 else None, 2))
+        lines.append(f"| {BACKBONE_LABELS.get(backbone, backbone)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _backbones(rows: list[SpecRow]) -> list[str]:
+    return list(dict.fromkeys(r.backbone for r in rows))
+
+
+def _force(results: dict, rows: list[SpecRow], backbone: str, init: str, mol: str) -> float | None:
+    """Test force MAE (kcal/mol/Å) of the first spec with this backbone and initialisation."""
+    for row in rows:
+        if row.backbone == backbone and row.init == init:
+            return _metric(results, row.spec, mol, "force_mae_kcal_mol_A")
+    return None
+
+
+def pretrain_table(cfg: CampaignConfig) -> str:
+    """Markdown table of the campaign's pretraining runs: epochs logged, best validation loss,
+    last INP accuracy, wall time, molecules skipped for want of a hypergraph."""
+    lines = ["| run | backbone | epochs logged | best val loss | last val INP accuracy | wall time (min) | "
+             "molecules skipped |", "|---|---|---|---|---|---|---|"]
+    for job in pretrain_jobs(cfg):
+        backbone = (job.config.get("model") or {}).get("backbone", "egnn")
+        rows = []
+        if (job.out / "log.csv").exists():
+            with (job.out / "log.csv").open() as handle:
+                rows = list(csv.DictReader(handle))
+        best = min((float(r["val_loss"]) for r in rows), default=None)
+        acc = float(rows[-1]["val_inp_acc"]) if rows else None
+        wall = float(rows[-1]["wall_s"]) / 60 if rows else None
+        skipped = "–"
+        if (job.out / "hypergraphs.json").exists():
+            skipped = str(len(json.loads((job.out / "hypergraphs.json").read_text()).get("failed", [])))
+        done = "" if job.finished else " (unfinished)" if rows else " (not run)"
+        lines.append(f"| {job.name}{done} | {BACKBONE_LABELS.get(backbone, backbone)} | {len(rows)} | "
+                     f"{_fmt(best, 3)} | {_fmt(acc, 3)} | {_fmt(wall, 1)} | {skipped} |")
+    return "\n".join(lines)
+
+
+def plot_backbones(results: dict, rows: list[SpecRow], molecules: list[str], path: Path) -> Path:
+    """Grouped bars: test force MAE per backbone, scratch vs pretrained, one panel per molecule (log y)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backbones = _backbones(rows)
+    colors = {"scratch": "#bbbbbb", "pretrained": "#4c72b0"}
+    fig, axes = plt.subplots(1, len(molecules), figsize=(4.2 * len(molecules), 4.0), squeeze=False)
+    x = np.arange(len(backbones))
+    width = 0.38
+    for ax, mol in zip(axes[0], molecules):
+        vals = {init: np.array([_force(results, rows, b, init, mol) or np.nan for b in backbones], dtype=float)
+                for init in INITS}
+        finite = np.concatenate(list(vals.values()))
+        finite = finite[np.isfinite(finite) & (finite > 0)]
+        lo, hi = (finite.min() / 3, finite.max() * 3) if len(finite) else (0.1, 10.0)
+        ax.set_yscale("log")
+        ax.set_ylim(lo, hi)
+        for k, init in enumerate(INITS):
+            # bars start at the bottom of the log axis; unfinished runs are marked, not drawn
+            heights = np.where(np.isfinite(vals[init]), vals[init] - lo, np.nan)
+            bars = ax.bar(x + (k - 0.5) * width, heights, width, bottom=lo, label=init, color=colors[init])
+            for bar, v in zip(bars, vals[init]):
+                cx = bar.get_x() + bar.get_width() / 2
+                if np.isfinite(v):
+                    ax.annotate(f"{v:.2f}", (cx, v), ha="center", va="bottom", fontsize=7)
+                else:
+                    ax.annotate("–", (cx, lo), ha="center", va="bottom", fontsize=9, color="0.4")
+        ax.grid(axis="y", which="both", alpha=0.3)
+        if not len(finite):
+            ax.text(0.5, 0.5, "no finished runs yet", transform=ax.transAxes, ha="center", va="center")
+        ax.set_xticks(x, [BACKBONE_LABELS.get(b, b) for b in backbones])
+        ax.set_xlabel("backbone")
+        ax.set_ylabel("test force MAE (kcal/mol/Å)")
+        ax.set_title(f"rMD17 {mol}")
+        ax.legend(fontsize=8, title="initialisation", title_fontsize=8)
+    fig.suptitle("Fine-tuning from scratch vs from 3D-EMGP pretraining, per backbone")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def write_report(cfg: CampaignConfig, report_dir: str | Path = "docs") -> list[Path]:
+    """Write ``results_figure3.md`` and ``figures/figure3_backbones.png`` into ``report_dir``."""
+    out = Path(report_dir)
+    results = collect(cfg)
+    rows = spec_rows(cfg)
+    molecules = list(cfg.molecules)
+    cache: dict[str, int | None] = {}
+    parameters = {}
+    for row in rows:
+        model = _run_model(results, row.spec) or row.model
+        key = json.dumps(model, sort_keys=True)
+        if key not in cache:
+            cache[key] = count_parameters(model)
+        parameters[row.spec] = cache[key]
+    md = "\n\n".join([
+        "<!-- generated by workflows/figure3.py; edit docs/results.md instead -->",
+        "# Figure 3 analogue: backbones, from scratch vs pretrained (generated)",
+        f"Campaign folder `{cfg.out}`. Test frames: rMD17 `test_{cfg.split:02d}`; training: the frames of "
+        f"`train_{cfg.split:02d}` set by each run's config. Test mean absolute errors; \"–\": run not finished. "
+        "Epochs and wall time are per molecule in the order of the columns.",
+        "## Test errors per backbone", backbone_table(results, rows, molecules, parameters),
+        "## Gain from pretraining (scratch / pretrained force MAE)", gain_table(results, rows, molecules),
+        "## Pretraining runs", pretrain_table(cfg),
+        "![Figure 3 analogue](figures/figure3_backbones.png)",
+    ]) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "results_figure3.md"]
+    paths[0].write_text(md)
+    paths.append(plot_backbones(results, rows, molecules, out / "figures" / "figure3_backbones.png"))
+    return paths
