@@ -95,7 +95,8 @@ def plot_landscape(land: Landscape2D, title: str | None = None) -> Any:
     return fig
 
 
-def plot_landscapes(landscapes: Mapping[str, Landscape2D], shared_scale: bool = False, title: str | None = None) -> Any:
+def plot_landscapes(landscapes: Mapping[str, Landscape2D], shared_scale: bool = False, title: str | None = None,
+                    ncols: int = 4) -> Any:
     """Side-by-side landscapes of several models on the same directions.
 
     Parameters
@@ -106,6 +107,8 @@ def plot_landscapes(landscapes: Mapping[str, Landscape2D], shared_scale: bool = 
         by default one per panel, to compare shapes.
     title : str, optional
         Figure title; default the direction method.
+    ncols : int
+        Panels per row; more models wrap onto further rows.
     """
     plt = _pyplot()
     items = list(landscapes.items())
@@ -113,18 +116,22 @@ def plot_landscapes(landscapes: Mapping[str, Landscape2D], shared_scale: bool = 
     shared = shared_scale and len(units) == 1 and len(items) > 1
     lo = min(float(land.energies.min()) for _, land in items) if shared else None
     hi = max(float(land.energies.max()) for _, land in items) if shared else None
-    fig, axes = plt.subplots(1, len(items), figsize=(6.3 * len(items) + 0.8 * shared, 6.0), squeeze=False)
+    cols = max(1, min(ncols, len(items)))
+    rows = -(-len(items) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.3 * cols + 0.8 * shared, 6.0 * rows), squeeze=False)
+    for ax in axes.flat[len(items):]:
+        ax.axis("off")
     filled = None
-    for ax, (name, land) in zip(axes[0], items):
+    for ax, (name, land) in zip(axes.flat, items):
         filled = draw_landscape(ax, land, lo, hi, colorbar=not shared)
         ax.set_title(name, fontsize=11)
         ax.text(0.5, -0.14, _summary_text(land), transform=ax.transAxes, ha="center", va="top", fontsize=8)
     text = textwrap.fill(title or f"Energy landscape around X₀ — directions: {items[0][1].method}",
                          width=int(11 * fig.get_figwidth()))
     fig.suptitle(text, fontsize=12)
-    top = 0.88 - 0.045 * text.count("\n")
-    fig.subplots_adjust(bottom=0.22, top=top, left=0.07 + 0.05 * (len(items) == 1), wspace=0.35,
-                        right=0.88 if shared else 0.95)
+    top = 1.0 - (0.12 + 0.045 * text.count("\n")) / rows
+    fig.subplots_adjust(bottom=0.22 / rows, top=top, left=0.07 + 0.05 * (len(items) == 1), wspace=0.35,
+                        hspace=0.45, right=0.88 if shared else 0.95)
     if shared and filled is not None:
         cax = fig.add_axes((0.9, 0.3, 0.015, 0.55))
         cbar = fig.colorbar(filled, cax=cax, ticks=_ticks(lo, hi), format="%.2g")
