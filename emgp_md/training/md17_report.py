@@ -134,7 +134,7 @@ def plot_force_mae(results: dict, molecules: list[str], path: Path) -> Path:
 
     specs = [("scratch", "scratch (4×64)", "#bbbbbb"), ("ours", "our pretraining (4×64)", "#4c72b0"),
              ("official", "authors' checkpoint (7×128)", "#dd8452")]
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.8))
     x = np.arange(len(molecules))
     width = 0.26
     for k, (spec, label, color) in enumerate(specs):
@@ -146,7 +146,7 @@ def plot_force_mae(results: dict, molecules: list[str], path: Path) -> Path:
     ax.set_xticks(x, molecules, rotation=20)
     ax.set_ylabel("test_01 force MAE (kcal/mol/Å)")
     ax.set_title("rMD17, 950 train / 50 val frames: fine-tuning from scratch vs pretrained")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
