@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, markdown_table, set_threads, setup_logging, summarize_ms, write_json
 
 from emgp_md.config import ModelConfig
+from emgp_md.data.convert import attach_hypergraph
 from emgp_md.data.graph import repeat_topology
 from emgp_md.data.topology import topology_from_positions
-from emgp_md.data.convert import attach_hypergraph
 from emgp_md.models import BACKBONES, build_model, hypergraph_options, needs_hypergraph
 from emgp_md.models.forces import energy_and_forces
 from emgp_md.pretrained import reference_atoms
