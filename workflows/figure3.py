@@ -19,7 +19,7 @@ import argparse
 import logging
 import sys
 
-from emgp_md.training.campaign import CampaignConfig, finetune_jobs, load_campaign, pretrain_jobs, run_campaign
+from emgp_md.training.campaign import CampaignConfig, finetune_jobs, load_campaign, pretrain_jobs, run_and_list_failures
 
 log = logging.getLogger("figure3")
 
@@ -65,12 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         for line in check_jobs(cfg):
             log.info("config ok: %s", line)
-    failed = []
-    if not args.report_only:
-        status = run_campaign(cfg, dry_run=args.dry_run, only=args.only)
-        failed = [k for k, rc in status.items() if rc != 0]
-        if failed:
-            log.error("failed runs: %s", failed)
+    failed = [] if args.report_only else run_and_list_failures(cfg, args.dry_run, args.only)
     if not args.dry_run:
         from emgp_md.training.figure3_report import write_report
 

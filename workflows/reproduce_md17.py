@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from emgp_md.training.campaign import load_campaign, run_campaign
+from emgp_md.training.campaign import load_campaign, run_and_list_failures
 
 log = logging.getLogger("reproduce_md17")
 
@@ -39,12 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_campaign(args.config)
     if args.jobs:
         cfg.jobs = args.jobs
-    failed = []
-    if not args.report_only:
-        status = run_campaign(cfg, dry_run=args.dry_run, only=args.only)
-        failed = [k for k, rc in status.items() if rc != 0]
-        if failed:
-            log.error("failed runs: %s", failed)
+    failed = [] if args.report_only else run_and_list_failures(cfg, args.dry_run, args.only)
     if not args.dry_run:
         from emgp_md.training.md17_report import write_report
 

@@ -211,6 +211,14 @@ def run_campaign(cfg: CampaignConfig, dry_run: bool = False, only: list[str] | N
     return status
 
 
+def run_and_list_failures(cfg: CampaignConfig, dry_run: bool = False, only: list[str] | None = None) -> list[str]:
+    """:func:`run_campaign`, then the names of the runs that failed (logged as an error)."""
+    failed = [name for name, rc in run_campaign(cfg, dry_run=dry_run, only=only).items() if rc != 0]
+    if failed:
+        log.error("failed runs: %s", failed)
+    return failed
+
+
 def campaign_dict(cfg: CampaignConfig) -> dict[str, Any]:
     """JSON-able form of a campaign config."""
     return dataclasses.asdict(cfg)
