@@ -41,11 +41,12 @@ from emgp_md.training.losses import energy_force_loss
 log = logging.getLogger("bench_backbones")
 
 
-def bench_backbone(name: str, hidden_nf: int, n_layers: int, repeats: int, batch: int, steps: int) -> dict:
+def bench_backbone(name: str, hidden_nf: int, n_layers: int, repeats: int, batch: int, steps: int,
+                   se3set_preset: str = "md17") -> dict:
     """Parameters, latency (ms) and training molecules/s of one backbone on aspirin."""
     atoms = reference_atoms("aspirin")
     topo = topology_from_positions(atoms.numbers, atoms.positions)
-    cfg = (ModelConfig(backbone=name) if name == "se3set"  # SE3Set sizes come from its preset (md17)
+    cfg = (ModelConfig(backbone=name, se3set_preset=se3set_preset) if name == "se3set"  # sizes from its preset
            else ModelConfig(backbone=name, hidden_nf=hidden_nf, n_layers=n_layers))
     if needs_hypergraph(cfg):
         topo = attach_hypergraph(topo, atoms.positions, hypergraph_options(cfg))
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--se3set-preset", default="md17", help="SE3Set size preset (md17, cpu_small, tiny)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     setup_logging()
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.backbones:
         log.info("benchmarking %s", name)
-        rows.append(bench_backbone(name, args.hidden_nf, args.n_layers, args.repeats, args.batch, args.steps))
+        rows.append(bench_backbone(name, args.hidden_nf, args.n_layers, args.repeats, args.batch, args.steps,
+                                   args.se3set_preset))
     table = markdown_table(
         ["backbone", "size", "parameters", "E+F latency median (ms)", "p90 (ms)", f"training mol/s (batch {args.batch})"],
         [[r["backbone"], r["preset"] or f"{r['n_layers']}×{r['hidden_nf']}", r["parameters"], r["latency_ms"]["median_ms"],
