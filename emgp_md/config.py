@@ -89,6 +89,12 @@ class FinetuneConfig:
         Adam learning rate (paper 5e-4).
     scheduler : str
         ``"plateau"`` (paper: ReduceLROnPlateau factor 0.9, patience 30) or ``"cosine"``.
+    max_wall_time_s : float, optional
+        Stop cleanly after the epoch that passes this wall time; ``--resume`` continues (a session limit).
+    cpu_budget_s : float, optional
+        Training budget in CPU seconds of the process (``time.process_time``): training *ends* at
+        the first batch past it, the best-validation model is tested and the run is finished.
+        For comparisons at equal compute (single process only).
     """
 
     data: str = ""
@@ -113,6 +119,7 @@ class FinetuneConfig:
     loss: str = "l1"
     warmup_epochs: int = 0
     max_wall_time_s: float | None = None
+    cpu_budget_s: float | None = None
     seed: int = 2021
     threads: int | None = None
     dtype: str = "float32"
@@ -135,6 +142,9 @@ class PretrainConfig:
         Geometric noise levels (paper 10 → 0.01 Å, 50 levels).
     steps : int
         Perturbation steps (1 = isotropic Gaussian, as released; > 1 = the Langevin-like chain).
+    cpu_budget_s : float, optional
+        Training budget in CPU seconds of the process: training ends at the first step past it,
+        after a last validation and checkpoint (single process only).
     """
 
     data: str = ""
@@ -156,6 +166,7 @@ class PretrainConfig:
     max_conformers: int | None = None
     checkpoint_every_steps: int = 200
     max_wall_time_s: float | None = None
+    cpu_budget_s: float | None = None
     seed: int = 2021
     threads: int | None = None
 

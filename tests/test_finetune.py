@@ -116,6 +116,17 @@ def test_wall_time_budget_stops_and_resume_finishes(tmp_path, tiny_rmd17):
     assert float(rows[1]["wall_s"]) >= float(rows[0]["wall_s"])  # wall time accumulates across the restart
 
 
+def test_cpu_budget_finishes_run_early(tmp_path, tiny_rmd17):
+    out = tmp_path / "cpu_budget"
+    result = finetune(_cfg(tiny_rmd17, epochs=5, cpu_budget_s=1e-9), out)
+    # one batch of one epoch, then the budget is spent: validation, test, model.pt, finished
+    assert result["finished"] and result["epochs"] == 1 and result["cpu_budget_s"] == 1e-9
+    assert result["cpu_s"] > 0 and "test" in result and (out / "model.pt").is_file()
+    _, rows = _log(out / "log.csv")
+    assert [int(r["epoch"]) for r in rows] == [0]
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
+
+
 def test_fresh_start_replaces_log(tmp_path, tiny_rmd17):
     out = tmp_path / "fresh"
     finetune(_cfg(tiny_rmd17, epochs=1), out)

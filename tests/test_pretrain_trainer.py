@@ -78,3 +78,24 @@ def test_non_finite_steps_are_skipped(tmp_path: Path, data, monkeypatch) -> None
     assert result["skipped_steps"] == 1
     model, _ = load_checkpoint(tmp_path / "last.pt")
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_cpu_budget_ends_pretraining_after_one_step(tmp_path: Path, data, monkeypatch) -> None:
+    original, calls = trainer.run_batch, {"n": 0}
+
+    def counting_run_batch(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "run_batch", counting_run_batch)
+    result = trainer.pretrain(_cfg(cpu_budget_s=1e-9, epochs=3), *data, tmp_path)
+    assert calls["n"] == 2  # one training step (budget spent), then the one validation batch
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0]
+    assert (tmp_path / "best.pt").is_file() and result["cpu_s"] > 0
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["cpu_s"] == pytest.approx(result["cpu_s"], rel=0.5)
+
+
+def test_cpu_budget_must_be_positive(tmp_path: Path, data) -> None:
+    with pytest.raises(ValueError, match="cpu_budget_s must be positive"):
+        trainer.pretrain(_cfg(cpu_budget_s=0.0), *data, tmp_path)

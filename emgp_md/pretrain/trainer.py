@@ -32,6 +32,7 @@ from emgp_md.models.energy_model import EnergyModel
 from emgp_md.pretrain.hypergraphs import HypergraphCache, HypergraphSamples
 from emgp_md.pretrain.noise import noise_levels
 from emgp_md.pretrain.objectives import draw_noise, pretrain_losses
+from emgp_md.training.budget import CpuBudget
 from emgp_md.training.csvlog import append_row
 from emgp_md.training.distributed import DistInfo, allreduce_gradients, allreduce_sum, broadcast_parameters, shard
 
@@ -127,7 +128,9 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
     sigmas = noise_levels(cfg.sigma_begin_A, cfg.sigma_end_A, cfg.n_levels).float().to(info.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.min_lr)
-    start_epoch, start_step, best, wall, skipped = 0, 0, math.inf, 0.0, 0
+    if cfg.cpu_budget_s is not None and info.world_size > 1:
+        raise ValueError("cpu_budget_s is a single-process budget; leave it out under torchrun")
+    start_epoch, start_step, best, wall, skipped, cpu_before = 0, 0, math.inf, 0.0, 0, 0.0
     state_path = out / "state.pt"
     if resume and state_path.exists():
         st = torch.load(state_path, map_location=info.device, weights_only=True)
@@ -135,6 +138,7 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         start_epoch, start_step, best, wall, skipped = st["epoch"], st["step"], st["best"], st["wall_s"], st["skipped"]
+        cpu_before = float(st.get("cpu_s", 0.0))
         log.info("resumed at epoch %d step %d", start_epoch, start_step)
     elif info.is_main:  # a fresh run: no log lines of an earlier run
         for name in ("log.csv", "hypergraphs.json"):
@@ -146,12 +150,17 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
     def save_state(epoch: int, step: int) -> None:
         if info.is_main:
             atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         "epoch": epoch, "step": step, "best": best, "wall_s": wall, "skipped": skipped}, state_path)
+                         "epoch": epoch, "step": step, "best": best, "wall_s": wall, "skipped": skipped,
+                          "cpu_s": budget.used_s()}, state_path)
 
+    budget = CpuBudget(cfg.cpu_budget_s, cpu_before)
     n_batches = math.ceil(len(train) / cfg.batch_size)
     bar = tqdm(total=cfg.epochs * n_batches, initial=start_epoch * n_batches + start_step, desc="pretrain",
                unit="batch", disable=not info.is_main)
     for epoch in range(start_epoch, cfg.epochs):
+        if epoch > 0 and budget.spent():  # at least one step and validation, so there is a best model
+            log.info("CPU budget of %.0f s spent: pretraining ends at epoch %d", cfg.cpu_budget_s, epoch)
+            break
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
         sums = torch.zeros(4, dtype=torch.float64)
         t0, seen = time.perf_counter(), 0
@@ -159,6 +168,8 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
         model.train()
         first_step = start_step if epoch == start_epoch else 0
         for step in range(first_step, n_batches):
+            if step > 0 and budget.spent():
+                break
             ids = order[step * cfg.batch_size : (step + 1) * cfg.batch_size].tolist()
             loss, st = run_batch(model, train, ids, cfg, sigmas, epoch, info)
             opt.zero_grad(set_to_none=True)
@@ -206,7 +217,8 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
             log.warning("wall-time budget reached after epoch %d; resume to continue", epoch)
             break
     bar.close()
-    result = {"best_val_loss": best, "epochs": cfg.epochs, "wall_s": wall, "skipped_steps": skipped}
+    result = {"best_val_loss": best, "epochs": cfg.epochs, "wall_s": wall, "skipped_steps": skipped,
+              "cpu_s": budget.used_s()}
     if cache is not None:
         result["hypergraphs"] = cache.stats()
     return result

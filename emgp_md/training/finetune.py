@@ -26,6 +26,7 @@ from emgp_md.models import build_model, hypergraph_options, needs_hypergraph, pa
 from emgp_md.models.checkpoint import atomic_save, make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.models.forces import energy_and_forces
+from emgp_md.training.budget import CpuBudget
 from emgp_md.training.csvlog import append_row
 from emgp_md.training.distributed import DistInfo, allreduce_gradients, allreduce_sum, broadcast_parameters, shard
 from emgp_md.training.evaluate import evaluate
@@ -81,12 +82,13 @@ def _loss_kind(cfg: FinetuneConfig, epoch: int) -> str:
 
 def train_epoch(
     model: EnergyModel, topo: Topology, frames: Frames, cfg: FinetuneConfig, opt: torch.optim.Optimizer, epoch: int,
-    info: DistInfo | None = None,
+    info: DistInfo | None = None, budget: CpuBudget | None = None,
 ) -> float:
     """One pass over the training frames in a seeded order; returns the mean batch loss.
 
     Under ``torchrun`` each process takes its share of every global batch of ``batch_size``
-    frames and gradients are summed across processes (same result as one process).
+    frames and gradients are summed across processes (same result as one process). The pass
+    ends early, before a batch, when ``budget`` is spent.
     """
     info = info or DistInfo()
     model.train()
@@ -94,6 +96,8 @@ def train_epoch(
     kind = _loss_kind(cfg, epoch)
     shift, losses = model.energy_shift, []
     for start in range(0, len(order), cfg.batch_size):
+        if start > 0 and budget is not None and budget.spent():  # at least one batch per epoch
+            break
         batch_idx = order[start : start + cfg.batch_size]
         idx = np.asarray(shard(batch_idx.tolist(), info), dtype=np.int64)
         opt.zero_grad(set_to_none=True)
@@ -150,13 +154,16 @@ def finetune(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _scheduler(cfg, opt)
     state_path, best_path = out / "state.pt", out / "best.pt"
-    start_epoch, best_val, wall = 0, float("inf"), 0.0
+    if cfg.cpu_budget_s is not None and info.world_size > 1:
+        raise ValueError("cpu_budget_s is a single-process budget; leave it out under torchrun")
+    start_epoch, best_val, wall, cpu_before = 0, float("inf"), 0.0, 0.0
     if resume and state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch, best_val, wall = state["epoch"] + 1, state["best_val"], state["wall_s"]
+        cpu_before = float(state.get("cpu_s", 0.0))
         log.info("resumed from %s at epoch %d", state_path, start_epoch)
     elif info.is_main and (out / "log.csv").exists():
         (out / "log.csv").unlink()
@@ -167,10 +174,16 @@ def finetune(
         provenance={"data": cfg.data, "label_set": cfg.label_set, "n_train": cfg.n_train, "n_val": cfg.n_val,
                     "seed": cfg.seed, "pretrained": cfg.pretrained, "init": cfg.init, "config": to_dict(cfg)},
     )
+    budget = CpuBudget(cfg.cpu_budget_s, cpu_before)
+    epochs_run = cfg.epochs
     bar = tqdm(total=cfg.epochs, initial=start_epoch, desc="fine-tune", unit="epoch", disable=not info.is_main)
     for epoch in range(start_epoch, cfg.epochs):
+        if epoch > 0 and budget.spent():  # at least one epoch, so there is a best model
+            epochs_run = epoch
+            log.info("CPU budget of %.0f s spent after %d epochs: training ends", cfg.cpu_budget_s, epoch)
+            break
         t0 = time.perf_counter()
-        train_loss = train_epoch(model, topo, train, cfg, opt, epoch, info)
+        train_loss = train_epoch(model, topo, train, cfg, opt, epoch, info, budget)
         model.eval()
         metrics = evaluate(model, topo, val)
         model.float()
@@ -188,7 +201,7 @@ def finetune(
                                           "val_force_mae": metrics["force_mae_kcal_mol_A"], "val_loss": val_loss,
                                           "wall_s": wall})
             atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         "epoch": epoch, "best_val": best_val, "wall_s": wall}, state_path)
+                         "epoch": epoch, "best_val": best_val, "wall_s": wall, "cpu_s": budget.used_s()}, state_path)
         bar.update(1)
         bar.set_postfix(val_F=f"{metrics['force_mae_kcal_mol_A']:.3f}", val_E=f"{metrics['energy_mae_kcal_mol']:.3f}")
         over = cfg.max_wall_time_s is not None and wall >= cfg.max_wall_time_s
@@ -199,16 +212,24 @@ def finetune(
     bar.close()
     if not info.is_main:
         return {"finished": True, "rank": info.rank}
-    return finalize(cfg, out, topo, epochs_run=cfg.epochs, wall_s=wall)
+    return finalize(cfg, out, topo, epochs_run=epochs_run, wall_s=wall, cpu_s=budget.used_s())
 
 
-def finalize(cfg: FinetuneConfig, out: Path, topo: Topology, epochs_run: int, wall_s: float) -> dict[str, Any]:
-    """Evaluate the best model on the test frames and write ``model.pt``, ``metrics.json``, the plot."""
+def finalize(cfg: FinetuneConfig, out: Path, topo: Topology, epochs_run: int, wall_s: float,
+             cpu_s: float | None = None) -> dict[str, Any]:
+    """Evaluate the best model on the test frames and write ``model.pt``, ``metrics.json``, the plot.
+
+    ``epochs_run`` counts a last epoch cut short by the CPU budget; ``cpu_s`` is the training CPU time.
+    """
     from emgp_md.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(out / "best.pt")
     result: dict[str, Any] = {"finished": True, "epochs": epochs_run, "wall_s": wall_s, "val": meta["metrics"]["val"],
                               "best_epoch": meta["metrics"]["epoch"]}
+    if cpu_s is not None:
+        result["cpu_s"] = cpu_s
+    if cfg.cpu_budget_s is not None:
+        result["cpu_budget_s"] = cfg.cpu_budget_s
     if cfg.test_data:
         test = load_frames(cfg.test_data, cfg.label_set)
         result["test"] = evaluate(model, topo, test)
