@@ -43,7 +43,8 @@ def check_jobs(cfg: CampaignConfig) -> list[str]:
             n = sum(p.numel() for p in build_model(conf.model).parameters())
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{job.name}/{job.molecule or ''}: {exc}") from exc
-        extra = f" from {conf.pretrained}" if getattr(conf, "pretrained", None) else ""
+        extra = f", budget {conf.cpu_budget_s:g} CPU-s" if conf.cpu_budget_s is not None else ""
+        extra += f" from {conf.pretrained}" if getattr(conf, "pretrained", None) else ""
         lines.append(f"{job.command} {job.name}{'/' + job.molecule if job.molecule else ''}: "
                      f"{conf.model.backbone}, {n} parameters, {conf.epochs} epoch(s){extra}")
     return lines
