@@ -103,3 +103,25 @@ def test_report_tables_figure_and_selection(tmp_path: Path) -> None:
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
     assert json.loads(paths[1].read_text())["scratch"]["aspirin"]["test"]["force_mae_kcal_mol_A"] == 2.2
     assert yaml.safe_load((root / "scratch" / "aspirin" / "config.json").read_text())["model"]["hidden_nf"] == 64
+
+
+def test_shipping_bar_and_readme_table(tmp_path):
+    from emgp_md.training.shipping import misses_bar, models_table, update_readme
+
+    assert misses_bar(0.60, 0.58) and misses_bar(0.58, 0.58) and not misses_bar(0.57, 0.58)
+    assert not misses_bar(5.0, None)
+    entry = {"formula": "C2H6O", "epochs": 300, "pretrained": "x/checkpoint-3dmgp",
+             "architecture": {"backbone": "egnn", "n_layers": 7, "hidden_nf": 128},
+             "test": {"energy_mae_kcal_mol": 0.024, "energy_mae_meV": 1.05, "force_mae_kcal_mol_A": 0.156,
+                      "force_mae_meV_A": 6.8}}
+    table = models_table({"ethanol": entry}, {"ethanol": 0.39})
+    assert "| `ethanol` | C2H6O | authors' 3D-EMGP EGNN (7 × 128), fine-tuned 300 epochs" in table
+    assert "0.156 kcal/mol/Å (6.8 meV/Å) | 0.39 kcal/mol/Å |" in table
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- shipped-models:start -->\nold\n<!-- shipped-models:end -->\nafter\n")
+    assert update_readme(readme, table)
+    text = readme.read_text()
+    assert "old" not in text and table in text and text.endswith("<!-- shipped-models:end -->\nafter\n")
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not update_readme(plain, table) and plain.read_text() == "no markers\n"

@@ -8,17 +8,22 @@ Examples::
     python workflows/reproduce_md17.py workflows/configs/reproduce_md17.yaml
     python workflows/reproduce_md17.py workflows/configs/reproduce_md17.yaml --only official
     python workflows/reproduce_md17.py workflows/configs/reproduce_md17.yaml --report-only
-    python workflows/reproduce_md17.py workflows/configs/reproduce_md17.yaml --report-only --ship official ours
+    python workflows/reproduce_md17.py workflows/configs/reproduce_md17.yaml --report-only --ship official ours \
+        --readme README.md
+
+``--ship`` copies the lowest-validation run per molecule into the package data, only when its
+``test_01`` force MAE beats SchNet's published 1000-frame value (the shipping bar).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
-from emgp_md.training.campaign import load_campaign, run_and_list_failures
+from emgp_md.training.campaign import CampaignConfig, load_campaign, run_and_list_failures
 
 log = logging.getLogger("reproduce_md17")
 
@@ -34,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ship", nargs="*", metavar="SPEC",
                         help="ship the best run per molecule (lowest validation force MAE) among these pretrained "
                         "specs (default: official ours) as the package's default models")
+    parser.add_argument("--readme", help="with --ship: rewrite the shipped-models table of this README")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_campaign(args.config)
@@ -46,14 +52,30 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_report(cfg, args.report_dir):
             log.info("wrote %s", path)
     if args.ship is not None and not args.dry_run:
-        from emgp_md.training.md17_report import collect
-        from emgp_md.training.shipping import select_best, ship
-
-        for mol, run in select_best(collect(cfg), args.ship or ["official", "ours"]).items():
-            entry = ship(Path(run), mol)
-            log.info("shipped %s from %s: test force MAE %.3f kcal/mol/Å", mol, run,
-                     entry["test"]["force_mae_kcal_mol_A"])
+        ship_best(cfg, args.ship or ["official", "ours"], Path(args.readme) if args.readme else None)
     return 1 if failed else 0
+
+
+def ship_best(cfg: CampaignConfig, specs: list[str], readme: Path | None) -> None:
+    """Ship the lowest-validation run per molecule among ``specs`` when it beats SchNet's bar on ``test_01``."""
+    from emgp_md.training.md17_report import SCHNET_F, collect
+    from emgp_md.training.shipping import PACKAGE_DATA, misses_bar, models_table, select_best, ship, update_readme
+
+    results = collect(cfg)
+    for mol, run in select_best(results, specs).items():
+        test_f = json.loads((Path(run) / "metrics.json").read_text())["test"]["force_mae_kcal_mol_A"]
+        if misses_bar(test_f, SCHNET_F.get(mol)):
+            log.warning("not shipped: %s (%s) has test force MAE %.3f kcal/mol/Å, not below SchNet's %.2f",
+                        mol, run, test_f, SCHNET_F[mol])
+            continue
+        ship(Path(run), mol)
+        log.info("shipped %s from %s: test force MAE %.3f kcal/mol/Å", mol, run, test_f)
+    if readme is not None:
+        index = json.loads((PACKAGE_DATA / "index.json").read_text())
+        if update_readme(readme, models_table(index, SCHNET_F)):
+            log.info("updated the shipped-models table of %s", readme)
+        else:
+            log.warning("%s has no shipped-models markers; table not written", readme)
 
 
 if __name__ == "__main__":

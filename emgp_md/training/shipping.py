@@ -81,3 +81,48 @@ def select_best(results: dict[str, dict[str, dict[str, Any]]], candidates: list[
             if mol not in best or val < best[mol][0]:
                 best[mol] = (val, run["run"])
     return {mol: run for mol, (_, run) in sorted(best.items())}
+
+
+def misses_bar(test_force_mae: float, bar: float | None) -> bool:
+    """Whether a run's ``test_01`` force MAE (kcal/mol/Å) fails to beat the bar a shipped model must beat.
+
+    The bar is SchNet's published 1000-frame force MAE for the molecule; a molecule without a
+    bar (``None``) is never held back.
+    """
+    return bar is not None and not test_force_mae < bar
+
+
+README_START, README_END = "<!-- shipped-models:start -->", "<!-- shipped-models:end -->"
+
+
+def _init_text(entry: dict[str, Any]) -> str:
+    arch = entry["architecture"]
+    size = f"{arch.get('n_layers')} × {arch.get('hidden_nf')}"
+    source = ("authors' 3D-EMGP EGNN" if str(entry.get("pretrained") or "").endswith("checkpoint-3dmgp")
+              else f"pretrained {arch.get('backbone', 'egnn').upper()}" if entry.get("pretrained")
+              else f"{arch.get('backbone', 'egnn').upper()} from scratch")
+    return f"{source} ({size}), fine-tuned {entry.get('epochs')} epochs on `train_01`"
+
+
+def models_table(index: dict[str, dict[str, Any]], bars: dict[str, float]) -> str:
+    """Markdown table of the shipped models (``index.json`` entries) with their test MAEs and bar."""
+    lines = ["| model | formula | initialisation | rMD17 `test_01` energy MAE | force MAE | SchNet (1000 frames, force) |",
+             "|---|---|---|---|---|---|"]
+    for name, entry in sorted(index.items()):
+        t = entry["test"]
+        bar = f"{bars[name]:.2f} kcal/mol/Å" if name in bars else "–"
+        lines.append(f"| `{name}` | {entry['formula']} | {_init_text(entry)} | {t['energy_mae_kcal_mol']:.3f} kcal/mol "
+                     f"({t['energy_mae_meV']:.2f} meV) | {t['force_mae_kcal_mol_A']:.3f} kcal/mol/Å "
+                     f"({t['force_mae_meV_A']:.1f} meV/Å) | {bar} |")
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, table: str) -> bool:
+    """Replace the text between the shipped-models markers of ``readme``; False when it has no markers."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}")
+    return True
