@@ -41,9 +41,10 @@ class EMGPCalculator(Calculator):
         Torch device, e.g. ``"cpu"`` or ``"cuda"``.
     dtype : ``"float32"`` (default) or ``"float64"`` (relaxations, finite-difference checks).
     compile : bool
-        Compile the model with ``torch.compile`` (inductor) at the first call for a structure
-        size: about 2× faster per call afterwards on CPU, but the first call takes tens of
-        seconds to a few minutes. Worth it for long MD runs.
+        Compile the backbone with ``torch.compile`` (inductor) at the first call for a structure
+        size; the first call takes tens of seconds to a few minutes. For the EGNN the default
+        eager path (fused inference kernels, :mod:`emgp_md.models.egnn_fused`) is faster than the
+        compiled plain path; compiling may still pay off for the other backbones.
     per_frame_hypergraph : bool
         Models with a hypergraph (SE3Set) only: rebuild the geometry-dependent part of the
         hypergraph (merging, overlap, incidences) for every structure, as the SE3Set authors did,

@@ -8,6 +8,11 @@ Speed: the first edge-MLP layer acts on ``[h_i; h_j; r_ij; e_ij]``. It is split 
 parts ``W_i h_i`` and ``W_j h_j`` (computed once per node), the radial column and a 4-row lookup
 table for the edge types, which gives exactly the same numbers as the concatenation at a
 fraction of the cost. The state-dict keys match the authors' checkpoint.
+
+For energy + forces inference on dense molecules (inside
+:func:`~emgp_md.models.egnn_fused.forces_only`, or with gradients off) all layers run as one
+fused autograd node with a hand-written backward (:mod:`emgp_md.models.egnn_fused`); training
+uses the plain operations below.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from torch import nn
 
 from emgp_md.data.features import N_NODE_FEATURES, feature_table
 from emgp_md.data.topology import N_EDGE_TYPES
+from emgp_md.models.egnn_fused import fused_dense_backbone, fused_enabled
 
 
 class EGCL(nn.Module):
@@ -174,10 +180,13 @@ class EGNN(nn.Module):
         """Node features (n_atoms, hidden_nf) for molecules of equal size, all pairs dense.
 
         ``dense_edge_type``: (n_graphs, n, n) hop types; atoms are ordered molecule by molecule.
+        Runs the fused kernels where :func:`~emgp_md.models.egnn_fused.fused_enabled` (same numbers).
         """
         n_graphs, n, _ = dense_edge_type.shape
-        h = self.embedding_in(self.features.to(pos.dtype).index_select(0, z)).view(n_graphs, n, self.hidden_nf)
         p = pos.view(n_graphs, n, 3)
+        if fused_enabled():
+            return fused_dense_backbone(self, z, p, dense_edge_type)
+        h = self.embedding_in(self.features.to(pos.dtype).index_select(0, z)).view(n_graphs, n, self.hidden_nf)
         diff = p.unsqueeze(2) - p.unsqueeze(1)
         radial = (diff * diff).sum(dim=-1, keepdim=True)  # (B, n, n, 1)
         off_diagonal = (1 - torch.eye(n, dtype=pos.dtype, device=pos.device)).unsqueeze(-1)

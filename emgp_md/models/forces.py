@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from emgp_md.data.graph import GraphBatch
+from emgp_md.models.egnn_fused import forces_only
 
 
 def forces_from_energy(energy: torch.Tensor, pos: torch.Tensor, training: bool) -> torch.Tensor:
@@ -30,14 +31,16 @@ def energy_and_forces(
         Positions (n_atoms, 3) in Å.
     training : bool
         Keep the graph of the gradient (``create_graph=True``) so a force loss can be
-        back-propagated. Off for inference, MD and evaluation.
+        back-propagated. Off for inference, MD and evaluation; then the model runs inside
+        :func:`~emgp_md.models.egnn_fused.forces_only` and may use fused first-order kernels
+        (same numbers, gradients with respect to positions only).
 
     Returns
     -------
     energy : (n_graphs,) model energy unit, without the constant shift
     forces : (n_atoms, 3) model energy unit per Å
     """
-    with torch.enable_grad():
+    with torch.enable_grad(), forces_only(not training):
         pos = graph.pos.detach().requires_grad_(True)
         energy = model(graph.with_pos(pos))
         forces = forces_from_energy(energy, pos, training)
