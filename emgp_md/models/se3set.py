@@ -44,6 +44,7 @@ from emgp_md.models.radial import safe_norm
 from emgp_md.models.se3set_attention import SE3SetBlock
 from emgp_md.models.se3set_config import SE3SetSettings
 from emgp_md.models.se3set_layers import DegreeEmbedding, EquivariantLayerNorm, ExpNormalBasis, refresh_wigner_3j_
+from emgp_md.models.se3set_ops import LinearFM
 
 if TYPE_CHECKING:
     from emgp_md.data.hypergraph_batch import HypergraphBatch
@@ -82,8 +83,8 @@ class SE3Set(nn.Module):
         self.register_buffer("type_index", type_index, persistent=False)
         onehot = o3.Irreps(f"{len(s.elements)}x0e")
         radial_sizes = [s.n_rbf, *s.radial_hidden]
-        self.atom_embedding = o3.Linear(onehot, irreps, biases=True)
-        self.hyperedge_embedding = o3.Linear(onehot, irreps, biases=True)
+        self.atom_embedding = LinearFM(onehot, irreps, biases=True)
+        self.hyperedge_embedding = LinearFM(onehot, irreps, biases=True)
         self.rbf = ExpNormalBasis(s.cutoff_A, s.n_rbf)
         self.hyperedge_degree = DegreeEmbedding(irreps, self.irreps_sh, s.avg_hyperedge_degree, radial_sizes)
         self.norm_hyperedge = EquivariantLayerNorm(irreps)
@@ -179,16 +180,17 @@ class SE3Set(nn.Module):
         vec = pos.index_select(0, src) - pos.index_select(0, anchor.index_select(0, eps))  # r_j - r_i
         dist = safe_norm(vec)
         unit = vec / torch.where(dist > 0, dist, torch.ones_like(dist)).unsqueeze(1)
-        sh = o3.spherical_harmonics(self.irreps_sh, unit, normalize=False, normalization="component")
+        # equivariant features are feature-major, (irreps.dim, n): see se3set_ops
+        sh = o3.spherical_harmonics(self.irreps_sh, unit, normalize=False, normalization="component").t().contiguous()
         basis = self.rbf(dist)
 
-        onehot = self._onehot(z, pos.dtype)
-        x = self.atom_embedding(onehot)
-        h = self.hyperedge_embedding(onehot).index_select(0, anchor)
+        onehot = self._onehot(z, pos.dtype).t().contiguous()
+        x = self.atom_embedding.forward_fm(onehot)
+        h = self.hyperedge_embedding.forward_fm(onehot).index_select(1, anchor)
         h = h + self.hyperedge_degree(sh, eps, n_anchored, basis)
         h_hat = self.norm_hyperedge(h)
         x = x + self.atom_degree(h_hat, anchor, n_atoms)
         x_hat = self.norm_atom(x)
         for block in self.blocks:
             x, x_hat, h, h_hat = block(x, x_hat, h, h_hat, (src, eps), anchor, sh, basis)
-        return x_hat, None
+        return x_hat.t().contiguous(), None

@@ -8,6 +8,8 @@ Both stages are Equiformer's non-linear graph attention; they differ only in wha
 - **E2V** (anchored hyperedge → anchor atom): items are the anchored hyperedges ``ε → i``; the
   message is the atom's alone and the attribute is the hyperedge feature itself (a bilinear
   product, no geometry), with learned shared weights.
+
+Equivariant features are feature-major, ``(irreps.dim, n)`` (see :mod:`emgp_md.models.se3set_layers`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from emgp_md.models.se3set_layers import (
     scatter_sum,
     segment_softmax,
 )
+from emgp_md.models.se3set_ops import LinearFM
+from emgp_md.models.se3set_tp import linear_of_product
 
 
 def head_irreps(irreps_head: o3.Irreps, n_heads: int) -> tuple[o3.Irreps, torch.Tensor]:
@@ -85,22 +89,25 @@ class HypergraphAttention(nn.Module):
         self.mul_alpha = irreps_head.count(SCALAR)
         if self.mul_alpha == 0:
             raise ValueError(f"irreps_head needs 0e channels for the attention logits, got {irreps_head}")
-        irreps_heads, head_of_feature = head_irreps(irreps_head, n_heads)
-        self.register_buffer("head_of_feature", head_of_feature, persistent=False)
-        self.merge_dst = o3.Linear(irreps, irreps)
-        self.merge_src = o3.Linear(irreps_src, irreps) if irreps_src is not None else None
+        irreps_heads, _ = head_irreps(irreps_head, n_heads)
+        self.merge_dst = LinearFM(irreps, irreps)
+        self.merge_src = LinearFM(irreps_src, irreps) if irreps_src is not None else None
         self.dtp = depthwise_tensor_product(irreps, irreps_attr, irreps, internal_weights=radial_sizes is None)
         self.radial = RadialMLP([*radial_sizes, self.dtp.weight_numel]) if radial_sizes else None
         irreps_q = self.dtp.irreps_out.simplify()
-        self.lin_alpha = o3.Linear(irreps_q, o3.Irreps([(n_heads * self.mul_alpha, SCALAR)]), biases=True)
+        pieces = self.dtp.irreps_out  # the tensor products hand over their path outputs unconcatenated
+        self.lin_alpha = LinearFM(irreps_q, o3.Irreps([(n_heads * self.mul_alpha, SCALAR)]), biases=True,
+                                  pieces=pieces)
         self.alpha_act = make_alpha_activation()
         bound = math.sqrt(6.0 / (n_heads + self.mul_alpha))  # glorot, as GATv2 / Equiformer
         self.alpha_dot = nn.Parameter(torch.empty(n_heads, self.mul_alpha).uniform_(-bound, bound))
         self.gate = gate_activation(irreps)
-        self.lin_gate = o3.Linear(irreps_q, self.gate.irreps_in, biases=True)
+        self.gate_blocks_fit = self.gate.irreps_out == o3.Irreps(irreps)  # its blocks can go to dtp_value as they are
+        self.lin_gate = LinearFM(irreps_q, self.gate.irreps_in, biases=True, pieces=pieces)
         self.dtp_value = depthwise_tensor_product(irreps, irreps_attr, irreps_heads, internal_weights=True)
-        self.lin_value = o3.Linear(self.dtp_value.irreps_out.simplify(), irreps_heads, biases=True)
-        self.proj = o3.Linear(irreps_heads, irreps, biases=True)
+        self.lin_value = LinearFM(self.dtp_value.irreps_out.simplify(), irreps_heads, biases=True,
+                                  pieces=self.dtp_value.irreps_out)
+        self.proj = LinearFM(irreps_heads, irreps, biases=True)
 
     def forward(self, dst: torch.Tensor, dst_index: torch.Tensor, attr: torch.Tensor,
                 src: torch.Tensor | None = None, src_index: torch.Tensor | None = None,
@@ -109,35 +116,40 @@ class HypergraphAttention(nn.Module):
 
         Parameters
         ----------
-        dst : (n_dst, irreps.dim)
+        dst : (irreps.dim, n_dst)
         dst_index : (n_items,) long
-        attr : (n_items, irreps_attr.dim)
-        src : (n_src, irreps_src.dim), optional
+        attr : (irreps_attr.dim, n_items)
+        src : (irreps_src.dim, n_src), optional
         src_index : (n_items,) long, optional
         basis : (n_items, n_rbf), optional
-            Required when the layer has a radial network.
+            Item-major; required when the layer has a radial network.
 
         Returns
         -------
-        (n_dst, irreps.dim)
+        (irreps.dim, n_dst)
         """
-        n_dst = dst.shape[0]
-        msg = self.merge_dst(dst).index_select(0, dst_index)
+        n_dst, n = dst.shape[1], dst_index.shape[0]
+        msg = self.merge_dst.forward_fm(dst).index_select(1, dst_index)
         if self.merge_src is not None:
-            msg = msg + self.merge_src(src).index_select(0, src_index)
-        weight = self.radial(basis) if self.radial is not None else None
-        q = self.dtp(msg, attr, weight)
-        alpha = self.alpha_act(self.lin_alpha(q).view(-1, self.n_heads, self.mul_alpha))
-        attn = segment_softmax((alpha * self.alpha_dot).sum(dim=-1), dst_index, n_dst)  # (n_items, n_heads)
-        value = self.lin_value(self.dtp_value(self.gate(self.lin_gate(q)), attr))
-        return self.proj(scatter_sum(value * attn.index_select(1, self.head_of_feature), dst_index, n_dst))
+            msg = msg + self.merge_src.forward_fm(src).index_select(1, src_index)
+        weight = self.radial.forward_fm(basis) if self.radial is not None else None
+        # q = DTP(msg, attr; w) feeds L_α and L_g: both maps are evaluated path by path, q is never formed
+        (alpha,), gate_in = linear_of_product(self.dtp, [self.lin_alpha, self.lin_gate], msg, attr, weight, blocks=True)
+        alpha = self.alpha_act(alpha.view(self.n_heads, self.mul_alpha, n))
+        logits = (alpha * self.alpha_dot.unsqueeze(-1)).sum(dim=1)  # (n_heads, n_items)
+        attn = segment_softmax(logits, dst_index, n_dst, dim=1)
+        gated = self.gate.forward_fm(gate_in, blocks=self.gate_blocks_fit)
+        (value,) = linear_of_product(self.dtp_value, [self.lin_value], gated, attr, blocks=True)
+        # a block (n_heads·mul)×ir holds the heads one after the other: weight each by its head's attention
+        weighted = [(v.view(self.n_heads, -1, n) * attn.unsqueeze(1)).view(v.shape[0], n) for v in value]
+        return self.proj.forward_fm([scatter_sum(w, dst_index, n_dst, dim=1) for w in weighted])
 
 
 class SE3SetBlock(nn.Module):
     """One pre-norm SE3Set block (the authors' ``TransBlock``).
 
-    Streams: atoms ``X`` (n_atoms, V) and anchored hyperedges ``H`` (n_anchored, V), unnormalised,
-    with their normalised copies ``X̂``, ``Ĥ``::
+    Streams (feature-major): atoms ``X`` (V.dim, n_atoms) and anchored hyperedges ``H`` (V.dim,
+    n_anchored), unnormalised, with their normalised copies ``X̂``, ``Ĥ``::
 
         H ← H + V2E(Ĥ, X̂, Y, φ);  H ← H + FFN_E(LN(H));  Ĥ ← LN(H)
         X ← X + E2V(X̂, Ĥ);        X ← S(X) + FFN_V(LN(X));  X̂ ← LN(X)
@@ -172,7 +184,7 @@ class SE3SetBlock(nn.Module):
         self.e2v = HypergraphAttention(irreps, irreps, irreps_head, n_heads)
         self.norm_atom_1 = EquivariantLayerNorm(irreps)
         self.ffn_atom = FeedForward(irreps, irreps_mlp_mid, irreps_out)
-        self.shortcut = o3.Linear(irreps, irreps_out, biases=True) if o3.Irreps(irreps_out) != irreps else None
+        self.shortcut = LinearFM(irreps, irreps_out, biases=True) if o3.Irreps(irreps_out) != irreps else None
         self.norm_atom_2 = EquivariantLayerNorm(irreps_out)
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h: torch.Tensor, h_hat: torch.Tensor,
@@ -182,21 +194,22 @@ class SE3SetBlock(nn.Module):
 
         Parameters
         ----------
-        x, x_hat : (n_atoms, V)
-        h, h_hat : (n_anchored, V)
+        x, x_hat : (V.dim, n_atoms)
+            Feature-major, as all streams.
+        h, h_hat : (V.dim, n_anchored)
         incidences : ((n_msg,), (n_msg,)) long
             Source atom ``j`` and anchored hyperedge ``ε`` of every incidence with ``j`` ≠ anchor.
         anchor : (n_anchored,) long
             Anchor atom of every anchored hyperedge.
-        sh : (n_msg, irreps_sh.dim)
-            ``Y(r̂_ij)`` of every incidence.
+        sh : (irreps_sh.dim, n_msg)
+            ``Y(r̂_ij)`` of every incidence, feature-major.
         basis : (n_msg, n_rbf)
-            Radial basis of ``|r_j − r_i|``.
+            Radial basis of ``|r_j − r_i|``, item-major.
 
         Returns
         -------
-        x, x_hat : (n_atoms, irreps_out.dim)
-        h, h_hat : (n_anchored, V)
+        x, x_hat : (irreps_out.dim, n_atoms)
+        h, h_hat : (V.dim, n_anchored)
         """
         src, eps = incidences
         h = h + self.v2e(h_hat, eps, sh, src=x_hat, src_index=src, basis=basis)
@@ -204,5 +217,5 @@ class SE3SetBlock(nn.Module):
         h_hat = self.norm_hyperedge_2(h)
         x = x + self.e2v(x_hat, anchor, h_hat)
         update = self.ffn_atom(self.norm_atom_1(x))
-        x = (self.shortcut(x) if self.shortcut is not None else x) + update
+        x = (self.shortcut.forward_fm(x) if self.shortcut is not None else x) + update
         return x, self.norm_atom_2(x), h, h_hat

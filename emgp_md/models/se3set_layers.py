@@ -16,6 +16,10 @@ The primitives are those of Equiformer (Liao & Smidt, ICLR 2023), which SE3Set c
 Equivariant linear maps are e3nn's ``o3.Linear`` (bias on ``0e`` outputs only), and tensor-product
 paths use e3nn's ``element`` path normalisation instead of Equiformer's weight rescaling, which
 gives the same scale at initialisation.
+
+Equivariant features are **feature-major**, ``(irreps.dim, n)`` (the transpose of e3nn's layout),
+and the e3nn modules are evaluated by their ``forward_fm`` (:mod:`emgp_md.models.se3set_ops`).
+Radial bases and the radial networks stay item-major, ``(n, n_rbf)``.
 """
 
 from __future__ import annotations
@@ -27,31 +31,38 @@ from collections.abc import Sequence
 import torch
 from e3nn import o3
 from e3nn.math import normalize2mom
-from e3nn.nn import Activation, Gate
 from torch import nn
 
 from emgp_md.models.radial import cosine_cutoff
+from emgp_md.models.se3set_ops import ActivationFM, GateFM, LinearFM, cat
+from emgp_md.models.se3set_tp import DepthwiseTensorProduct
 
 SCALAR = o3.Irrep("0e")
 
 
-def scatter_sum(src: torch.Tensor, index: torch.Tensor, n_segments: int) -> torch.Tensor:
-    """Sum rows of ``src`` (n_items, ...) into ``n_segments`` rows by ``index`` (n_items,) long."""
-    out = torch.zeros(n_segments, *src.shape[1:], dtype=src.dtype, device=src.device)
-    return out.index_add_(0, index, src)
+def scatter_sum(src: torch.Tensor, index: torch.Tensor, n_segments: int, dim: int = 0) -> torch.Tensor:
+    """Sum the items of ``src`` along ``dim`` (n_items there) into ``n_segments`` by ``index`` (n_items,) long."""
+    shape = list(src.shape)
+    shape[dim] = n_segments
+    return src.new_zeros(shape).index_add_(dim, index, src)
 
 
-def segment_softmax(logits: torch.Tensor, index: torch.Tensor, n_segments: int) -> torch.Tensor:
-    """Softmax of ``logits`` (n_items, n_heads) over the items that share an ``index`` (n_items,).
+def segment_softmax(logits: torch.Tensor, index: torch.Tensor, n_segments: int, dim: int = 0) -> torch.Tensor:
+    """Softmax of ``logits`` over the items (along ``dim``, e.g. (n_items, n_heads) with ``dim=0``)
+    that share an ``index`` (n_items,).
 
     The per-segment maximum is subtracted (detached: the softmax does not depend on it) for
     numerical stability; empty segments are allowed.
     """
-    expanded = index.unsqueeze(1).expand_as(logits)
-    peak = torch.full((n_segments, logits.shape[1]), -math.inf, dtype=logits.dtype, device=logits.device)
-    peak = peak.scatter_reduce(0, expanded, logits.detach(), reduce="amax", include_self=True)
-    weights = torch.exp(logits - peak.index_select(0, index))
-    return weights / scatter_sum(weights, index, n_segments).index_select(0, index)
+    shape = [1] * logits.dim()
+    shape[dim] = -1
+    expanded = index.view(shape).expand_as(logits)
+    shape = list(logits.shape)
+    shape[dim] = n_segments
+    peak = logits.new_full(shape, -math.inf)
+    peak = peak.scatter_reduce(dim, expanded, logits.detach(), reduce="amax", include_self=True)
+    weights = torch.exp(logits - peak.index_select(dim, index))
+    return weights / scatter_sum(weights, index, n_segments, dim).index_select(dim, index)
 
 
 class SmoothLeakyReLU(nn.Module):
@@ -120,6 +131,13 @@ class RadialMLP(nn.Module):
         """(n_edges, n_in) → (n_edges, n_out)."""
         return self.net(x) + self.offset
 
+    def forward_fm(self, x: torch.Tensor) -> torch.Tensor:
+        """(n_edges, n_in) → feature-major (n_out, n_edges): the last layer writes the transpose."""
+        hidden = x
+        for layer in self.net[:-1]:
+            hidden = layer(hidden)
+        return torch.addmm(self.offset.unsqueeze(1), self.net[-1].weight, hidden.t())
+
 
 class EquivariantLayerNorm(nn.Module):
     """Equiformer's ``EquivariantLayerNormV2`` per irrep type.
@@ -142,20 +160,22 @@ class EquivariantLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(sum(mul for mul, ir in self.irreps if ir == SCALAR)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, irreps.dim) → (n, irreps.dim)."""
-        out, i_w, i_b = [], 0, 0
-        for (mul, ir), sl in zip(self.irreps, self.irreps.slices()):
-            field = x[:, sl].reshape(-1, mul, ir.dim)
+        """Feature-major (irreps.dim, n) → (irreps.dim, n)."""
+        n = x.shape[1]
+        fields = x.split([mul_ir.dim for mul_ir in self.irreps], dim=0)
+        weights = self.weight.split([mul for mul, _ in self.irreps])
+        biases = iter(self.bias.split([mul for mul, ir in self.irreps if ir == SCALAR]))
+        out = []
+        for (mul, ir), field, weight in zip(self.irreps, fields, weights):
+            field = field.view(mul, ir.dim, n)
             if ir == SCALAR:
-                field = field - field.mean(dim=1, keepdim=True)
-            scale = (field.pow(2).mean(dim=(1, 2), keepdim=True) + self.eps).rsqrt()
-            field = field * scale * self.weight[i_w : i_w + mul].view(1, mul, 1)
-            i_w += mul
+                field = field - field.mean(dim=0, keepdim=True)
+            scale = (field.pow(2).mean(dim=(0, 1), keepdim=True) + self.eps).rsqrt()
+            field = field * scale * weight.view(mul, 1, 1)
             if ir == SCALAR:
-                field = field + self.bias[i_b : i_b + mul].view(1, mul, 1)
-                i_b += mul
-            out.append(field.reshape(-1, mul * ir.dim))
-        return torch.cat(out, dim=1)
+                field = field + next(biases).view(mul, 1, 1)
+            out.append(field.view(mul * ir.dim, n))
+        return cat(out)
 
 
 def sort_even_first(irreps: o3.Irreps) -> tuple[o3.Irreps, list[int]]:
@@ -168,7 +188,7 @@ def sort_even_first(irreps: o3.Irreps) -> tuple[o3.Irreps, list[int]]:
 
 
 def depthwise_tensor_product(irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irreps_filter: o3.Irreps,
-                             internal_weights: bool) -> o3.TensorProduct:
+                             internal_weights: bool) -> DepthwiseTensorProduct:
     """Equiformer's depthwise tensor product (one "uvu" path per allowed output).
 
     Every pair (input irrep ``mul × l1``, attribute irrep ``l2``) gives one output block
@@ -191,7 +211,7 @@ def depthwise_tensor_product(irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irrep
                     instructions.append((i, j, len(irreps_out)))
                     irreps_out.append((mul, ir_out))
     sorted_out, new_position = sort_even_first(o3.Irreps(irreps_out))
-    return o3.TensorProduct(
+    return DepthwiseTensorProduct(
         irreps_in, irreps_attr, sorted_out,
         [(i, j, new_position[k], "uvu", True) for i, j, k in instructions],
         internal_weights=internal_weights, shared_weights=internal_weights,
@@ -202,14 +222,14 @@ def gate_activation(irreps: o3.Irreps) -> nn.Module:
     """SiLU on the ``0e`` channels and sigmoid gates on the others (Equiformer ``irreps2gate``).
 
     The returned module has ``irreps_in`` (scalars + gates + gated, what the preceding linear map
-    must produce) and ``irreps_out`` (= ``irreps``, scalars first).
+    must produce), ``irreps_out`` (= ``irreps``, scalars first) and ``forward_fm``.
     """
     scalars = o3.Irreps([(mul, ir) for mul, ir in irreps if ir == SCALAR]).simplify()
     gated = o3.Irreps([(mul, ir) for mul, ir in irreps if ir != SCALAR]).simplify()
     if gated.dim == 0:
-        return Activation(scalars, [nn.SiLU()])
+        return ActivationFM(scalars, [nn.SiLU()])
     gates = o3.Irreps([(mul, SCALAR) for mul, _ in gated]).simplify()
-    return Gate(scalars, [nn.SiLU()], gates, [torch.sigmoid], gated)
+    return GateFM(scalars, [nn.SiLU()], gates, [torch.sigmoid], gated)
 
 
 class FeedForward(nn.Module):
@@ -218,11 +238,12 @@ class FeedForward(nn.Module):
     def __init__(self, irreps_in: o3.Irreps, irreps_mid: o3.Irreps, irreps_out: o3.Irreps) -> None:
         super().__init__()
         self.gate = gate_activation(o3.Irreps(irreps_mid))
-        self.lin_in = o3.Linear(irreps_in, self.gate.irreps_in, biases=True)
-        self.lin_out = o3.Linear(self.gate.irreps_out, irreps_out, biases=True)
+        self.lin_in = LinearFM(irreps_in, self.gate.irreps_in, biases=True)
+        self.lin_out = LinearFM(self.gate.irreps_out, irreps_out, biases=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin_out(self.gate(self.lin_in(x)))
+        """Feature-major (irreps_in.dim, n) → (irreps_out.dim, n); blocks pass between the layers unconcatenated."""
+        return self.lin_out.forward_fm(self.gate.forward_fm(self.lin_in.forward_fm(x, blocks=True), blocks=True))
 
 
 class DegreeEmbedding(nn.Module):
@@ -247,20 +268,24 @@ class DegreeEmbedding(nn.Module):
     def __init__(self, irreps: o3.Irreps, irreps_attr: o3.Irreps, avg_degree: float,
                  radial_sizes: Sequence[int] | None = None) -> None:
         super().__init__()
-        self.const = o3.Linear("1x0e", irreps, biases=True)
+        self.const = LinearFM("1x0e", irreps, biases=True)
         self.dtp = depthwise_tensor_product(irreps, irreps_attr, irreps, internal_weights=radial_sizes is None)
         self.radial = RadialMLP([*radial_sizes, self.dtp.weight_numel]) if radial_sizes else None
-        self.proj = o3.Linear(self.dtp.irreps_out.simplify(), irreps, biases=True)
+        self.proj = LinearFM(self.dtp.irreps_out.simplify(), irreps, biases=True, pieces=self.dtp.irreps_out)
         self.inv_sqrt_degree = 1.0 / math.sqrt(avg_degree)
 
     def forward(self, attr: torch.Tensor, dst_index: torch.Tensor, n_dst: int,
                 basis: torch.Tensor | None = None) -> torch.Tensor:
-        """``attr`` (n_edges, irreps_attr.dim), ``dst_index`` (n_edges,), ``basis`` (n_edges, n_rbf)
-        → (n_dst, irreps.dim)."""
-        const = self.const(torch.ones(1, 1, dtype=attr.dtype, device=attr.device)).expand(attr.shape[0], -1)
-        weight = self.radial(basis) if self.radial is not None else None
-        out = self.proj(self.dtp(const, attr, weight))
-        return scatter_sum(out, dst_index, n_dst) * self.inv_sqrt_degree
+        """``attr`` (irreps_attr.dim, n_edges) feature-major, ``dst_index`` (n_edges,), ``basis``
+        (n_edges, n_rbf) → (irreps.dim, n_dst) feature-major."""
+        # c: scalars only (no path reaches l > 0), broadcast over the edges; zero blocks are skipped
+        const = self.const.forward_fm(attr.new_ones(1, 1), blocks=True)
+        weight = self.radial.forward_fm(basis) if self.radial is not None else None
+        products = self.dtp.forward_fm(const, attr, weight, blocks=True)
+        # Proj is affine: Σ_e Proj(p_e) = Proj_without_bias(Σ_e p_e) + degree · bias, on n_dst columns
+        summed = [scatter_sum(p, dst_index, n_dst, dim=1) if p is not None else None for p in products]
+        degree = torch.bincount(dst_index, minlength=n_dst).to(attr.dtype)
+        return self.proj.forward_fm(summed, bias_scale=degree) * self.inv_sqrt_degree
 
 
 _WIGNER_3J = re.compile(r"_w3j_(\d+)_(\d+)_(\d+)$")
