@@ -55,13 +55,15 @@ def test_config_expands_to_every_backbone(campaign: Path) -> None:
         assert pre[f"pre_{b}"]["model"] == {"backbone": b, "hidden_nf": 64, "n_layers": 4, "head": "pooled",
                                             "noise_levels": 50, "attention": True}
     assert pre["pre_se3set"]["model"]["se3set_preset"] == "cpu_small"
-    assert all(c["max_conformers"] == 20000 and c["variant"] == "riemann" for c in pre.values())
+    assert all(c["max_conformers"] == 20000 and c["variant"] == "riemann" and c["cpu_budget_s"] == 300
+               for c in pre.values())
     jobs = {(j.name, j.molecule): j.config for j in finetune_jobs(cfg)}
     assert len(jobs) == 16
     for b in BACKBONES:
         for mol in ("aspirin", "ethanol"):
             scratch, pretrained = jobs[f"{b}_scratch", mol], jobs[f"{b}_pretrained", mol]
-            assert scratch["epochs"] == pretrained["epochs"] == 40 and "pretrained" not in scratch
+            assert scratch["cpu_budget_s"] == pretrained["cpu_budget_s"] == 240 and "pretrained" not in scratch
+            assert scratch["lr"] == pretrained["lr"] and scratch["loss"] == pretrained["loss"] == "mse"
             assert pretrained["pretrained"].endswith(f"pre_{b}/best.pt")
             assert scratch["model"]["backbone"] == pretrained["model"]["backbone"] == b
     assert [(r.backbone, r.init) for r in spec_rows(cfg)] == [(b, i) for b in BACKBONES for i in ("scratch",
