@@ -108,3 +108,4 @@ def test_report_table_and_figure(campaign: Path, tmp_path: Path) -> None:
     gain = next(line for line in md.splitlines() if line.startswith("| EGNN |") and line.count("|") == 4)
     assert "| 2.00 |" in gain and gain.rstrip().endswith("| – |")
     assert "pre_se3set (not run)" in md
+    assert "CPU budget per run (`cpu_budget_s`" in md and "fine-tuning 240, pretraining 300;" in md

@@ -100,6 +100,19 @@ def _params(n: int | None) -> str:
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k"
 
 
+def budget_text(cfg: CampaignConfig) -> str:
+    """One sentence on the campaign's CPU budgets (``cpu_budget_s`` of its runs), or ``""`` when none is set."""
+    def budgets(jobs: list) -> str:
+        values = sorted({job.config.get("cpu_budget_s") for job in jobs} - {None})
+        return " / ".join(f"{v:g}" for v in values) if values else "none"
+
+    fine, pre = budgets(finetune_jobs(cfg)), budgets(pretrain_jobs(cfg))
+    if fine == pre == "none":
+        return ""
+    return (f"CPU budget per run (`cpu_budget_s`, CPU seconds of the training process, 1 thread): "
+            f"fine-tuning {fine}, pretraining {pre}; a run ends, finished, at the first batch past it.")
+
+
 def backbone_table(results: dict, rows: list[SpecRow], molecules: list[str],
                    parameters: dict[str, int | None]) -> str:
     """Markdown table: one row per spec, test MAEs per molecule, epochs and wall time per molecule."""
@@ -233,7 +246,7 @@ def write_report(cfg: CampaignConfig, report_dir: str | Path = "docs") -> list[P
         "# Figure 3 analogue: backbones, from scratch vs pretrained (generated)",
         f"Campaign folder `{cfg.out}`. Test frames: rMD17 `test_{cfg.split:02d}`; training: the frames of "
         f"`train_{cfg.split:02d}` set by each run's config. Test mean absolute errors; \"–\": run not finished. "
-        "Epochs and wall time are per molecule in the order of the columns.",
+        "Epochs and wall time are per molecule in the order of the columns. " + budget_text(cfg),
         "## Test errors per backbone", backbone_table(results, rows, molecules, parameters),
         "## Gain from pretraining (scratch / pretrained force MAE)", gain_table(results, rows, molecules),
         "## Pretraining runs", pretrain_table(cfg),
