@@ -62,8 +62,9 @@ def ship_best(cfg: CampaignConfig, specs: list[str], readme: Path | None) -> Non
     from emgp_md.training.shipping import PACKAGE_DATA, misses_bar, models_table, select_best, ship, update_readme
 
     results = collect(cfg)
+    test_by_run = {entry["run"]: entry["test"] for runs in results.values() for entry in runs.values()}
     for mol, run in select_best(results, specs).items():
-        test_f = json.loads((Path(run) / "metrics.json").read_text())["test"]["force_mae_kcal_mol_A"]
+        test_f = test_by_run[run]["force_mae_kcal_mol_A"]
         if misses_bar(test_f, SCHNET_F.get(mol)):
             log.warning("not shipped: %s (%s) has test force MAE %.3f kcal/mol/Å, not below SchNet's %.2f",
                         mol, run, test_f, SCHNET_F[mol])
