@@ -212,6 +212,24 @@ def test_weights_cache_follows_parameter_changes() -> None:
     torch.testing.assert_close(f32.double(), plain_energy_and_forces(model, graph)[1], rtol=1e-4, atol=1e-5)
 
 
+def test_weights_cache_hits_until_something_changes() -> None:
+    """The cached split weights are reused as such, and rebuilt after each kind of change."""
+    backbone = make_small_model(seed=11).double().backbone
+    first = fused_weights(backbone)
+    assert fused_weights(backbone) is first  # nothing changed: the same object
+    layer = backbone.gcl_0.edge_mlp[0]
+    with torch.no_grad():
+        layer.weight.add_(0.1)  # version counter
+    second = fused_weights(backbone)
+    assert second is not first and fused_weights(backbone) is second
+    layer.bias = torch.nn.Parameter(layer.bias.detach().clone())  # a new Parameter object
+    third = fused_weights(backbone)
+    assert third is not second
+    torch.testing.assert_close(third.layers[0].b_node, second.layers[0].b_node, rtol=0, atol=0)
+    backbone.gcl_0.add_module("extra", torch.nn.Linear(2, 2))  # a new child anywhere in the tree
+    assert fused_weights(backbone) is not third
+
+
 def test_live_graphs_do_not_share_workspaces() -> None:
     """Two forwards before their backwards, and a retained graph, give the right forces."""
     model = make_small_model(seed=9).double()

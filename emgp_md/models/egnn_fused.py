@@ -117,7 +117,7 @@ def _layer_backward(
     grad_agg = torch.mm(grad_u, w.w_3a).unsqueeze(1)  # (B·n, 1, H)
     grad_m = ws.edge_a
     if w.w_a is not None:
-        grad_gate = torch.mul(ws.m3[layer], grad_agg, out=ws.edge_a3).sum(dim=2).view(-1)
+        grad_gate = torch.bmm(ws.m3[layer], grad_agg.transpose(1, 2), out=ws.grad_gate3).view(-1)  # m_ij · δa_i
         grad_logit = _sigmoid_backward(grad_gate, ws.gate[layer])  # 0 where the gate is masked
         torch.mul(ws.gate_col[layer], grad_agg, out=ws.edge_a3)
         grad_m.addmm_(grad_logit.unsqueeze(1), w.w_a_row)

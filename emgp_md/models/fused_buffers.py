@@ -127,12 +127,25 @@ class FusedWeights:
 
 @dataclass
 class _CacheEntry:
-    tensors: list[torch.Tensor]  # kept alive, so their ids and storage addresses cannot be reused
+    modules: list[nn.Module]  # kept alive (with the tensors), so their ids and addresses cannot be reused
+    registries: list[dict]
+    structure: list[int]
+    tensors: list[torch.Tensor]
     state: list[tuple[int, int, int]]
     weights: FusedWeights
 
 
 _weights_cache: weakref.WeakKeyDictionary[nn.Module, _CacheEntry] = weakref.WeakKeyDictionary()
+
+
+def _registries(modules: list[nn.Module]) -> list[dict]:
+    """The parameter, buffer and child dictionaries of each module."""
+    return [d for m in modules for d in (m._parameters, m._buffers, m._modules)]
+
+
+def _structure(registries: list[dict]) -> list[int]:
+    """Ids of every registered parameter, buffer and child (None included), in order."""
+    return [id(v) for d in registries for v in d.values()]
 
 
 def _state(tensors: list[torch.Tensor]) -> list[tuple[int, int, int]]:
@@ -142,24 +155,28 @@ def _state(tensors: list[torch.Tensor]) -> list[tuple[int, int, int]]:
 def fused_weights(backbone: nn.Module) -> FusedWeights:
     """:class:`FusedWeights` of an EGNN, cached until a parameter or buffer may have changed.
 
-    A cached entry is used while the backbone has the same parameter and buffer objects (a
-    replaced ``Parameter`` or ``Linear`` is a new object), each with the same version counter
-    (bumped by every in-place update: optimiser steps, ``load_state_dict``) and storage address
-    (changed by ``.to(...)`` and ``.data = ...``; the entry keeps the old tensors alive, so neither
-    ids nor addresses can be reused meanwhile). In-place writes through ``.data`` bypass the
-    version counter: call :func:`clear_caches` after them.
+    A cached entry is used while every module of the backbone holds the same parameter, buffer
+    and child objects (a replaced ``Parameter`` or ``Linear`` is a new object), each tensor with
+    the same version counter (bumped by every in-place update: optimiser steps,
+    ``load_state_dict``) and storage address (changed by ``.to(...)`` and ``.data = ...``; the
+    entry keeps the old modules and tensors alive, so neither ids nor addresses can be reused
+    meanwhile). The check walks the cached module list instead of ``parameters()`` (whose
+    recursive traversal costs several times more than the check itself, at every call). In-place
+    writes through ``.data`` bypass the version counter: call :func:`clear_caches` after them.
     """
+    entry = _weights_cache.get(backbone)
     try:
+        if entry is not None and _structure(entry.registries) == entry.structure and _state(entry.tensors) == entry.state:
+            return entry.weights
         tensors = [*backbone.parameters(), *backbone.buffers()]
         state = _state(tensors)
     except RuntimeError:  # inference tensors (made in inference mode) have no version counter
         return FusedWeights.of(backbone)
-    entry = _weights_cache.get(backbone)
-    if entry is not None and entry.state == state:
-        return entry.weights
+    modules = list(backbone.modules())
+    registries = _registries(modules)
     with torch.inference_mode(False):
         weights = FusedWeights.of(backbone)
-    _weights_cache[backbone] = _CacheEntry(tensors, state, weights)
+    _weights_cache[backbone] = _CacheEntry(modules, registries, _structure(registries), tensors, state, weights)
     return weights
 
 
@@ -193,6 +210,8 @@ class Workspace:
         Backward scratch ``[Σ_j δpre_ij, Σ_j δpre_ji, δu]`` (views ``grad_sum_j``, ``grad_sum_i``, ``grad_u``).
     grad_r : (N,)
         ∂E/∂r_ij.
+    grad_gate3 : (B·n, n, 1)
+        Backward scratch ∂E/∂g_ij.
     edge_in : (N, 1 + n_edge_types)
         ``[r_ij, onehot(t_ij)]``; ``radial`` is its first column as (B, n, n).
     off_diagonal : (n, n)
@@ -233,6 +252,7 @@ class Workspace:
         self.grad_sum_i = self.node_grad[:, hid : 2 * hid].view(n_graphs, n, hid)
         self.grad_u = self.node_grad[:, 2 * hid :]
         self.grad_r = buffer(n_edges)
+        self.grad_gate3 = buffer(self.n_nodes, n, 1)
         self.off_diagonal = 1 - torch.eye(n, **kw)
         self.edge_in = torch.zeros(n_edges, 1 + n_types, **kw)
         self.radial = self.edge_in[:, 0].view(n_graphs, n, n)
