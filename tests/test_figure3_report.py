@@ -36,13 +36,14 @@ def _workflow():
 
 
 def _fake_run(root: Path, spec: str, mol: str, force: float, energy: float, model: dict, epochs: int = 40,
-              wall_s: float = 600.0) -> None:
+              wall_s: float = 600.0, cpu_s: float | None = None) -> None:
     run = root / spec / mol
     run.mkdir(parents=True)
     m = {"energy_mae_kcal_mol": energy, "force_mae_kcal_mol_A": force, "energy_mae_meV": energy * 43.364,
          "force_mae_meV_A": force * 43.364}
     (run / "metrics.json").write_text(json.dumps({
-        "finished": True, "epochs": epochs, "wall_s": wall_s, "best_epoch": epochs - 1, "val": m, "test": m}))
+        "finished": True, "epochs": epochs, "wall_s": wall_s, "best_epoch": epochs - 1, "val": m, "test": m,
+        **({} if cpu_s is None else {"cpu_s": cpu_s})}))
     (run / "config.json").write_text(json.dumps({"model": model}))
 
 
@@ -82,7 +83,7 @@ def test_report_table_and_figure(campaign: Path, tmp_path: Path) -> None:
     cfg = load_campaign(campaign)
     root = tmp_path / "runs"
     egnn = {"backbone": "egnn", "hidden_nf": 64, "n_layers": 4, "attention": True, "head": "atomwise"}
-    _fake_run(root, "egnn_scratch", "aspirin", 2.5, 1.25, egnn, wall_s=1200.0)
+    _fake_run(root, "egnn_scratch", "aspirin", 2.5, 1.25, egnn, wall_s=1200.0, cpu_s=240.4)
     _fake_run(root, "egnn_pretrained", "aspirin", 1.25, 0.5, egnn)
     _fake_run(root, "egnn_scratch", "ethanol", 0.8, 0.2, egnn, epochs=37)
     workflow = _workflow()
@@ -91,19 +92,19 @@ def test_report_table_and_figure(campaign: Path, tmp_path: Path) -> None:
     png = tmp_path / "report" / "figures" / "figure3_backbones.png"
     assert png.exists() and png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = {tuple(c.strip() for c in line.split("|")[1:4]): [c.strip() for c in line.split("|")[4:-1]]
-            for line in md.splitlines() if line.count("|") == 14 and line.split("|")[3].strip() in ("scratch",
+            for line in md.splitlines() if line.count("|") == 15 and line.split("|")[3].strip() in ("scratch",
                                                                                                    "pretrained")}
     n = count_parameters(egnn)
     params = f"{n / 1e3:.1f} k"
     scratch = rows["EGNN", params, "scratch"]
-    # aspirin F, E (kcal), F, E (meV); ethanol F, E (kcal), F, E (meV); epochs; wall time
+    # aspirin F, E (kcal), F, E (meV); ethanol F, E (kcal), F, E (meV); epochs; CPU time; wall time
     assert scratch[:4] == ["2.500", "1.250", f"{2.5 * 43.364:.1f}", f"{1.25 * 43.364:.1f}"]
     assert scratch[4:8] == ["0.800", "0.200", f"{0.8 * 43.364:.1f}", f"{0.2 * 43.364:.1f}"]
-    assert scratch[8:] == ["40 / 37", "20.0 / 10.0"]
+    assert scratch[8:] == ["40 / 37", "240 / –", "20.0 / 10.0"]  # no cpu_s logged: "–", not invented
     pretrained = rows["EGNN", params, "pretrained"]
-    assert pretrained[:2] == ["1.250", "0.500"] and pretrained[4:] == ["–"] * 4 + ["40 / –", "10.0 / –"]
+    assert pretrained[:2] == ["1.250", "0.500"] and pretrained[4:] == ["–"] * 4 + ["40 / –", "– / –", "10.0 / –"]
     se3set = next(v for k, v in rows.items() if k[0] == "SE3Set" and k[2] == "scratch")
-    assert se3set == ["–"] * 8 + ["– / –", "– / –"]  # unfinished runs are blank, not invented
+    assert se3set == ["–"] * 8 + ["– / –"] * 3  # unfinished runs are blank, not invented
     assert len(rows) == 8
     gain = next(line for line in md.splitlines() if line.startswith("| EGNN |") and line.count("|") == 4)
     assert "| 2.00 |" in gain and gain.rstrip().endswith("| – |")

@@ -115,10 +115,11 @@ def budget_text(cfg: CampaignConfig) -> str:
 
 def backbone_table(results: dict, rows: list[SpecRow], molecules: list[str],
                    parameters: dict[str, int | None]) -> str:
-    """Markdown table: one row per spec, test MAEs per molecule, epochs and wall time per molecule."""
+    """Markdown table: one row per spec, test MAEs per molecule, epochs, CPU time (the training
+    process's, ``cpu_s`` of metrics.json) and wall time per molecule."""
     cols = [f"{mol} {label}" for mol in molecules for _, label in METRICS]
-    lines = ["| backbone | parameters | init | " + " | ".join(cols) + " | epochs | wall time (min) |",
-             "|---|---|---|" + "---|" * len(cols) + "---|---|"]
+    lines = ["| backbone | parameters | init | " + " | ".join(cols) + " | epochs | CPU time (s) | wall time (min) |",
+             "|---|---|---|" + "---|" * len(cols) + "---|---|---|"]
     for row in rows:
         cells = []
         for mol in molecules:
@@ -126,10 +127,11 @@ def backbone_table(results: dict, rows: list[SpecRow], molecules: list[str],
                 cells.append(_fmt(_metric(results, row.spec, mol, key), 3 if "kcal" in key else 1))
         runs = [results.get(row.spec, {}).get(mol) for mol in molecules]
         epochs = " / ".join("–" if r is None else str(r["epochs"]) for r in runs)
+        cpu = " / ".join("–" if r is None or r.get("cpu_s") is None else f"{r['cpu_s']:.0f}" for r in runs)
         wall = " / ".join("–" if r is None else f"{r['wall_s'] / 60:.1f}" for r in runs)
         label = BACKBONE_LABELS.get(row.backbone, row.backbone)
         lines.append(f"| {label} | {_params(parameters.get(row.spec))} | {row.init} | " + " | ".join(cells)
-                     + f" | {epochs} | {wall} |")
+                     + f" | {epochs} | {cpu} | {wall} |")
     return "\n".join(lines)
 
 
@@ -246,7 +248,9 @@ def write_report(cfg: CampaignConfig, report_dir: str | Path = "docs") -> list[P
         "# Figure 3 analogue: backbones, from scratch vs pretrained (generated)",
         f"Campaign folder `{cfg.out}`. Test frames: rMD17 `test_{cfg.split:02d}`; training: the frames of "
         f"`train_{cfg.split:02d}` set by each run's config. Test mean absolute errors; \"–\": run not finished. "
-        "Epochs and wall time are per molecule in the order of the columns. " + budget_text(cfg),
+        "Epochs, CPU time and wall time are per molecule in the order of the columns; the wall time also "
+        "counts time a run spent waiting for a core (runs share the machine), the CPU time does not. "
+        + budget_text(cfg),
         "## Test errors per backbone", backbone_table(results, rows, molecules, parameters),
         "## Gain from pretraining (scratch / pretrained force MAE)", gain_table(results, rows, molecules),
         "## Pretraining runs", pretrain_table(cfg),

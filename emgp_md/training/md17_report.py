@@ -56,7 +56,7 @@ def collect(cfg: CampaignConfig) -> dict[str, dict[str, dict[str, Any]]]:
             model = conf.get("config", conf).get("model", {})
             results.setdefault(spec.name, {})[mol] = {
                 "test": metrics["test"], "val": metrics["val"], "epochs": metrics["epochs"],
-                "wall_s": metrics["wall_s"], "best_epoch": metrics.get("best_epoch"),
+                "wall_s": metrics["wall_s"], "cpu_s": metrics.get("cpu_s"), "best_epoch": metrics.get("best_epoch"),
                 "architecture": f"{model.get('n_layers', '?')}x{model.get('hidden_nf', '?')}",
                 "pretrained": conf.get("pretrained", conf.get("config", {}).get("pretrained")),
                 "run": str(run),
