@@ -56,6 +56,7 @@ def test_config_expands_to_every_backbone(campaign: Path) -> None:
         assert pre[f"pre_{b}"]["model"] == {"backbone": b, "hidden_nf": 64, "n_layers": 4, "head": "pooled",
                                             "noise_levels": 50, "attention": True}
     assert pre["pre_se3set"]["model"]["se3set_preset"] == "cpu_small"
+    assert pre["pre_se3set"]["batch_size"] == 16 and pre["pre_egnn"]["batch_size"] == 64
     assert all(c["max_conformers"] == 20000 and c["variant"] == "riemann" and c["cpu_budget_s"] == 300
                for c in pre.values())
     jobs = {(j.name, j.molecule): j.config for j in finetune_jobs(cfg)}
