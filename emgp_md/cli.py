@@ -16,7 +16,7 @@ log = logging.getLogger("emgp_md.cli")
 def _md(args: argparse.Namespace) -> int:
     from emgp_md.calculator import EMGPCalculator
     from emgp_md.md import run_md
-    from emgp_md.plotting import plot_md_log
+    from emgp_md.plotting import plot_md_log, save_figure
     from emgp_md.pretrained import load_structure
 
     atoms = load_structure(args.structure)
@@ -24,7 +24,7 @@ def _md(args: argparse.Namespace) -> int:
     result = run_md(atoms, args.out, args.ensemble, args.temperature_K, args.timestep_fs, args.steps,
                     args.friction_per_fs, args.seed, args.interval, progress=not args.quiet)
     png = Path(args.out).with_suffix(".png")
-    plot_md_log(result.log_csv).savefig(png, dpi=120)
+    save_figure(plot_md_log(result.log_csv), png)
     log.info("wrote %s, %s and %s", result.trajectory, result.log_csv, png)
     return 0
 
@@ -86,6 +86,7 @@ def _pretrain_report(args: argparse.Namespace) -> int:
 
     from emgp_md.config import ModelConfig, from_dict
     from emgp_md.models import hypergraph_options, needs_hypergraph
+    from emgp_md.plotting import save_figure
     from emgp_md.pretrain.data import load_split
     from emgp_md.pretrain.hypergraphs import HypergraphCache, HypergraphSamples
     from emgp_md.pretrain.noise import noise_levels
@@ -115,7 +116,7 @@ def _pretrain_report(args: argparse.Namespace) -> int:
                                             d.cosine_gaussian)):
                 print(f"  {level:5d}  {row[0]:7.4f}  {row[1]:7.3f}  {row[2]:6.3f}  {row[3]:11.3f}  {row[4]:12.3f}")
     if args.plot:
-        plot_diagnostics(diags).savefig(args.plot, dpi=120)
+        save_figure(plot_diagnostics(diags), args.plot)
     return 0
 
 

@@ -51,6 +51,7 @@ def landscape_command(args: argparse.Namespace) -> int:
     """Run ``emgp-md landscape``: grids for every model on shared directions, files and figure."""
     from emgp_md.landscape import energy_grid, save_landscapes
     from emgp_md.landscape_plots import plot_landscapes
+    from emgp_md.plotting import save_figure
     from emgp_md.pretrained import load_structure
 
     atoms = load_structure(args.structure)
@@ -62,7 +63,7 @@ def landscape_command(args: argparse.Namespace) -> int:
     paths = save_landscapes(prefix, landscapes, {"structure": args.structure, "directions": args.directions})
     fig = plot_landscapes(landscapes, shared_scale=args.shared_scale,
                           title=f"{atoms.get_chemical_formula()}: energy around X₀, directions {method}")
-    fig.savefig(prefix.with_suffix(".png"), dpi=120)
+    save_figure(fig, prefix.with_suffix(".png"))
     paths.append(prefix.with_suffix(".png"))
     if args.error_map:
         paths += _error_maps(args, evaluators, prefix)
@@ -137,6 +138,7 @@ def _error_maps(args: argparse.Namespace, evaluators: dict[str, Any], prefix: Pa
     from emgp_md.data.rmd17 import load_frames
     from emgp_md.landscape import pc_energy_map
     from emgp_md.landscape_plots import plot_pc_energy_map
+    from emgp_md.plotting import save_figure
 
     if not args.frames or Path(args.frames).suffix != ".npz":
         raise ValueError("--error-map needs --frames with an rMD17 .npz (frames with reference energies)")
@@ -145,7 +147,7 @@ def _error_maps(args: argparse.Namespace, evaluators: dict[str, Any], prefix: Pa
     for name, ev in evaluators.items():
         pcmap = pc_energy_map(ev, frames, label=name)
         stem = prefix.parent / f"{prefix.name}_pcmap_{_safe(name)}"
-        plot_pc_energy_map(pcmap).savefig(stem.with_suffix(".png"), dpi=120)
+        save_figure(plot_pc_energy_map(pcmap), stem.with_suffix(".png"))
         pcmap.to_csv(stem.with_suffix(".csv"))
         summaries[name] = pcmap.summary()
         paths += [stem.with_suffix(".png"), stem.with_suffix(".csv")]
@@ -184,6 +186,7 @@ def analyze_command(args: argparse.Namespace) -> int:
     """Run ``emgp-md analyze``: analysis JSON and figure, summary printed to stdout."""
     from emgp_md.analysis import analyze_trajectory
     from emgp_md.landscape_plots import plot_md_analysis
+    from emgp_md.plotting import save_figure
 
     reference = None
     if args.reference:
@@ -195,7 +198,7 @@ def analyze_command(args: argparse.Namespace) -> int:
     prefix = Path(args.out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     result.to_json(prefix.with_suffix(".json"))
-    plot_md_analysis(result).savefig(prefix.with_suffix(".png"), dpi=120)
+    save_figure(plot_md_analysis(result), prefix.with_suffix(".png"))
     print(json.dumps(result.summary(), indent=2))
     log.info("wrote %s and %s", prefix.with_suffix(".json"), prefix.with_suffix(".png"))
     return 0

@@ -17,6 +17,14 @@ def _pyplot() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
+    """Write ``fig`` to ``path`` (format from the suffix) and close it, so that long runs and loops
+    that make many figures do not keep them all in memory. Returns the path."""
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
+    return Path(path)
+
+
 def read_csv(path: str | Path) -> dict[str, list[float]]:
     """Numeric columns of a CSV log (non-numeric cells become NaN)."""
     with Path(path).open() as fh:

@@ -56,6 +56,7 @@ def run_stability(molecule: str, out_dir: str | Path, settings: StabilitySetting
     from emgp_md.data.rmd17 import load_frames, split_path
     from emgp_md.landscape_plots import plot_md_analysis
     from emgp_md.md import run_md
+    from emgp_md.plotting import save_figure
     from emgp_md.pretrained import load_structure
 
     out = Path(out_dir)
@@ -72,7 +73,7 @@ def run_stability(molecule: str, out_dir: str | Path, settings: StabilitySetting
     wall = time.perf_counter() - t0
     reference = load_frames(reference_npz or split_path(molecule, "test", 1))
     analysis = analyze_trajectory(result.trajectory, result.log_csv, reference, settings.threshold_A)
-    plot_md_analysis(analysis).savefig(out / f"{molecule}_analysis.png", dpi=110)
+    save_figure(plot_md_analysis(analysis), out / f"{molecule}_analysis.png", dpi=110)
     summary = {"molecule": molecule, **analysis.summary(), "md_wall_s": wall, "steps_per_s": settings.steps / wall,
                "settings": settings.__dict__}
     data = json.loads(analysis.to_json())

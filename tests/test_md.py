@@ -13,7 +13,7 @@ from ase.io import read
 import emgp_md
 from emgp_md import EMGPCalculator
 from emgp_md.md import LOG_FIELDS, energy_drift_meV_per_atom_ps, run_md
-from emgp_md.plotting import plot_md_log, read_csv
+from emgp_md.plotting import plot_md_log, read_csv, save_figure
 from emgp_md.relax import relax
 from emgp_md.testing import assert_energy_conserved
 
@@ -136,11 +136,13 @@ def test_assert_energy_conserved_bounds(rng):
 def test_plot_md_log_writes_png(small_checkpoint, ethanol, tmp_path):
     ethanol.calc = EMGPCalculator(model=small_checkpoint)
     res = run_md(ethanol, tmp_path / "p", steps=4, interval=1, progress=False)
+    import matplotlib.pyplot as plt
+
     fig = plot_md_log(res.log_csv)
-    png = tmp_path / "p.png"
-    fig.savefig(png, dpi=50)
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(fig.axes) == 2
+    png = save_figure(fig, tmp_path / "p.png", dpi=50)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.fignum_exists(fig.number)  # closed: loops that plot do not accumulate figures
 
 
 # --------------------------------------------------------------------------- shipped model

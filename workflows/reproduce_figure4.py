@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from emgp_md.landscape import save_landscapes
     from emgp_md.landscape.figure4 import geom_like_conformer, landscapes_for, relaxed_structure, summary_table
     from emgp_md.landscape_plots import plot_landscapes
+    from emgp_md.plotting import save_figure
 
     out, figures = Path(cfg.out), Path(cfg.figures)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         lands = landscapes_for(atoms, models, cfg.extent_A, cfg.n, cfg.seed)
         save_landscapes(out / name, lands, {"structure": name, "smiles": cfg.smiles if name == "geom_like" else None})
         title = f"{atoms.get_chemical_formula()} ({name.replace('_', ' ')}): energy around X₀, random directions"
-        plot_landscapes(lands, title=title).savefig(figures / f"figure4_{name}.png", dpi=80)
+        save_figure(plot_landscapes(lands, title=title), figures / f"figure4_{name}.png", dpi=80)
         results[name] = lands
     table = summary_table(results) + "\n"
     (out / "figure4_summary.md").write_text(table)

@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from emgp_md.plotting import save_figure
 from emgp_md.pretrained import available_models
 from emgp_md.stability import StabilitySettings, plot_hr_grid, run_stability, stability_table
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{settings.dtype}; unstable at the first frame where a starting bond deviates by more than "
         f"{settings.threshold_A} Å; h(r) against the rMD17 test_01 frames.\n\n" + stability_table(summaries) + "\n")
     Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-    plot_hr_grid(summaries).savefig(args.figure, dpi=120)
+    save_figure(plot_hr_grid(summaries), args.figure)
     log.info("wrote %s and %s", args.report, args.figure)
     return 0
 

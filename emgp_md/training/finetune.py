@@ -239,9 +239,9 @@ def finalize(cfg: FinetuneConfig, out: Path, topo: Topology, epochs_run: int, wa
     save_checkpoint(out / "model.pt", model, meta)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     try:
-        from emgp_md.plotting import plot_learning_curve
+        from emgp_md.plotting import plot_learning_curve, save_figure
 
-        plot_learning_curve(out / "log.csv").savefig(out / "learning_curve.png", dpi=120)
+        save_figure(plot_learning_curve(out / "log.csv"), out / "learning_curve.png")
     except Exception as exc:  # a failed plot must not lose a finished training
         log.warning("learning-curve plot failed: %s", exc)
     log.info("fine-tuning done: %s", json.dumps(result))
