@@ -87,6 +87,10 @@ def test_report_table_and_figure(campaign: Path, tmp_path: Path) -> None:
     _fake_run(root, "egnn_scratch", "aspirin", 2.5, 1.25, egnn, wall_s=1200.0, cpu_s=240.4)
     _fake_run(root, "egnn_pretrained", "aspirin", 1.25, 0.5, egnn)
     _fake_run(root, "egnn_scratch", "ethanol", 0.8, 0.2, egnn, epochs=37)
+    pre = root / "pretrain" / "pre_egnn"  # a finished pretraining run: log and summary
+    pre.mkdir(parents=True)
+    (pre / "log.csv").write_text("epoch,val_loss,val_inp_acc,wall_s\n0,16.8,0.1,138.5\n")
+    (pre / "summary.json").write_text(json.dumps({"best_val_loss": 16.8, "cpu_s": 137.7}))
     workflow = _workflow()
     assert workflow.main([str(campaign), "--report-only", "--report-dir", str(tmp_path / "report")]) == 0
     md = (tmp_path / "report" / "results_figure3.md").read_text()
@@ -110,4 +114,6 @@ def test_report_table_and_figure(campaign: Path, tmp_path: Path) -> None:
     gain = next(line for line in md.splitlines() if line.startswith("| EGNN |") and line.count("|") == 4)
     assert "| 2.00 |" in gain and gain.rstrip().endswith("| – |")
     assert "pre_se3set (not run)" in md
+    pre_row = next(line for line in md.splitlines() if line.startswith("| pre_egnn"))
+    assert [c.strip() for c in pre_row.split("|")[3:8]] == ["1", "16.800", "0.100", "138", "2.3"]
     assert "CPU budget per run (`cpu_budget_s`" in md and "fine-tuning 240, pretraining 300;" in md

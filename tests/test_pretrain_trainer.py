@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,7 @@ def test_cpu_budget_ends_pretraining_after_one_step(tmp_path: Path, data, monkey
     rows = list(csv.DictReader((tmp_path / "log.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [0]
     assert (tmp_path / "best.pt").is_file() and result["cpu_s"] > 0
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(json.dumps(result))
     assert torch.load(tmp_path / "state.pt", weights_only=True)["cpu_s"] == pytest.approx(result["cpu_s"], rel=0.5)
 
 

@@ -221,6 +221,10 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
               "cpu_s": budget.used_s()}
     if cache is not None:
         result["hypergraphs"] = cache.stats()
+    if info.is_main:  # written last: its presence means the run ended normally
+        tmp = out / "summary.json.tmp"
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(out / "summary.json")
     return result
 
 

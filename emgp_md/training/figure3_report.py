@@ -110,7 +110,8 @@ def budget_text(cfg: CampaignConfig) -> str:
     if fine == pre == "none":
         return ""
     return (f"CPU budget per run (`cpu_budget_s`, CPU seconds of the training process, 1 thread): "
-            f"fine-tuning {fine}, pretraining {pre}; a run ends, finished, at the first batch past it.")
+            f"fine-tuning {fine}, pretraining {pre}; a run ends, finished, at the first batch past it or when its "
+            f"epochs are done, whichever comes first (the CPU time columns say which).")
 
 
 def backbone_table(results: dict, rows: list[SpecRow], molecules: list[str],
@@ -162,9 +163,9 @@ def _force(results: dict, rows: list[SpecRow], backbone: str, init: str, mol: st
 
 def pretrain_table(cfg: CampaignConfig) -> str:
     """Markdown table of the campaign's pretraining runs: epochs logged, best validation loss,
-    last INP accuracy, wall time, molecules skipped for want of a hypergraph."""
-    lines = ["| run | backbone | epochs logged | best val loss | last val INP accuracy | wall time (min) | "
-             "molecules skipped |", "|---|---|---|---|---|---|---|"]
+    last INP accuracy, CPU and wall time, molecules skipped for want of a hypergraph."""
+    lines = ["| run | backbone | epochs logged | best val loss | last val INP accuracy | CPU time (s) | wall time (min) | "
+             "molecules skipped |", "|---|---|---|---|---|---|---|---|"]
     for job in pretrain_jobs(cfg):
         backbone = (job.config.get("model") or {}).get("backbone", "egnn")
         rows = []
@@ -174,13 +175,25 @@ def pretrain_table(cfg: CampaignConfig) -> str:
         best = min((float(r["val_loss"]) for r in rows), default=None)
         acc = float(rows[-1]["val_inp_acc"]) if rows else None
         wall = float(rows[-1]["wall_s"]) / 60 if rows else None
+        cpu = _pretrain_cpu_s(job.out)
         skipped = "–"
         if (job.out / "hypergraphs.json").exists():
             skipped = str(len(json.loads((job.out / "hypergraphs.json").read_text()).get("failed", [])))
         done = "" if job.finished else " (unfinished)" if rows else " (not run)"
         lines.append(f"| {job.name}{done} | {BACKBONE_LABELS.get(backbone, backbone)} | {len(rows)} | "
-                     f"{_fmt(best, 3)} | {_fmt(acc, 3)} | {_fmt(wall, 1)} | {skipped} |")
+                     f"{_fmt(best, 3)} | {_fmt(acc, 3)} | {_fmt(cpu, 0)} | {_fmt(wall, 1)} | {skipped} |")
     return "\n".join(lines)
+
+
+def _pretrain_cpu_s(run: Path) -> float | None:
+    """CPU seconds a pretraining run used: from its ``summary.json``, else from its last ``state.pt``."""
+    if (run / "summary.json").exists():
+        return json.loads((run / "summary.json").read_text()).get("cpu_s")
+    if (run / "state.pt").exists():
+        import torch
+
+        return torch.load(run / "state.pt", map_location="cpu", weights_only=True).get("cpu_s")
+    return None
 
 
 def plot_backbones(results: dict, rows: list[SpecRow], molecules: list[str], path: Path) -> Path:
