@@ -100,18 +100,26 @@ def _params(n: int | None) -> str:
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k"
 
 
+def _budgets(jobs: list, unit: str = "") -> str | None:
+    """The distinct ``cpu_budget_s`` values of ``jobs`` ("240" or "240 / 300"), or None when none is set."""
+    values = sorted({job.config.get("cpu_budget_s") for job in jobs} - {None})
+    return " / ".join(f"{v:g}{unit}" for v in values) if values else None
+
+
 def budget_text(cfg: CampaignConfig) -> str:
     """One sentence on the campaign's CPU budgets (``cpu_budget_s`` of its runs), or ``""`` when none is set."""
-    def budgets(jobs: list) -> str:
-        values = sorted({job.config.get("cpu_budget_s") for job in jobs} - {None})
-        return " / ".join(f"{v:g}" for v in values) if values else "none"
-
-    fine, pre = budgets(finetune_jobs(cfg)), budgets(pretrain_jobs(cfg))
-    if fine == pre == "none":
+    fine, pre = _budgets(finetune_jobs(cfg)), _budgets(pretrain_jobs(cfg))
+    if fine is None and pre is None:
         return ""
     return (f"CPU budget per run (`cpu_budget_s`, CPU seconds of the training process, 1 thread): "
-            f"fine-tuning {fine}, pretraining {pre}; a run ends, finished, at the first batch past it or when its "
-            f"epochs are done, whichever comes first (the CPU time columns say which).")
+            f"fine-tuning {fine or 'none'}, pretraining {pre or 'none'}; a run ends, finished, at the first batch "
+            f"past it or when its epochs are done, whichever comes first (the CPU time columns say which).")
+
+
+def budget_caption(cfg: CampaignConfig) -> str:
+    """Short budget line for the figure, e.g. ``"CPU budget per run: fine-tuning 240 s, pretraining 300 s"``."""
+    fine, pre = _budgets(finetune_jobs(cfg), " s"), _budgets(pretrain_jobs(cfg), " s")
+    return f"CPU budget per run: fine-tuning {fine or 'no limit'}, pretraining {pre or 'no limit'}"
 
 
 def backbone_table(results: dict, rows: list[SpecRow], molecules: list[str],
@@ -196,8 +204,9 @@ def _pretrain_cpu_s(run: Path) -> float | None:
     return None
 
 
-def plot_backbones(results: dict, rows: list[SpecRow], molecules: list[str], path: Path) -> Path:
-    """Grouped bars: test force MAE per backbone, scratch vs pretrained, one panel per molecule (log y)."""
+def plot_backbones(results: dict, rows: list[SpecRow], molecules: list[str], path: Path, subtitle: str = "") -> Path:
+    """Grouped bars: test force MAE per backbone, scratch vs pretrained, one panel per molecule (log y);
+    ``subtitle`` (e.g. the budgets) goes under the title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -234,7 +243,8 @@ def plot_backbones(results: dict, rows: list[SpecRow], molecules: list[str], pat
         ax.set_ylabel("test force MAE (kcal/mol/Å)")
         ax.set_title(f"rMD17 {mol}")
         ax.legend(fontsize=8, title="initialisation", title_fontsize=8)
-    fig.suptitle("Fine-tuning from scratch vs from 3D-EMGP pretraining, per backbone")
+    fig.suptitle("Fine-tuning from scratch vs from 3D-EMGP pretraining, per backbone"
+                 + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
@@ -272,5 +282,6 @@ def write_report(cfg: CampaignConfig, report_dir: str | Path = "docs") -> list[P
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "results_figure3.md"]
     paths[0].write_text(md)
-    paths.append(plot_backbones(results, rows, molecules, out / "figures" / "figure3_backbones.png"))
+    paths.append(plot_backbones(results, rows, molecules, out / "figures" / "figure3_backbones.png",
+                                subtitle=budget_caption(cfg)))
     return paths
