@@ -222,10 +222,15 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
     if cache is not None:
         result["hypergraphs"] = cache.stats()
     if info.is_main:  # written last: its presence means the run ended normally
-        tmp = out / "summary.json.tmp"
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(out / "summary.json")
+        _write_json(out / "summary.json", result)
     return result
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    """Write ``doc`` to a temporary file beside ``path``, then rename: never a half-written file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(path)
 
 
 def _report_hypergraphs(cache: HypergraphCache, epoch: int, out: Path, info: DistInfo) -> None:
@@ -240,6 +245,4 @@ def _report_hypergraphs(cache: HypergraphCache, epoch: int, out: Path, info: Dis
     doc["epochs"] = [e for e in doc["epochs"] if e["epoch"] < epoch] + [{"epoch": epoch, **stats}]
     failed = {f["molecule"]: f for f in doc.get("failed", []) + cache.failures}  # earlier attempts of a resumed run
     doc["failed"] = list(failed.values())
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(path)
+    _write_json(path, doc)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from emgp_md.plotting import save_figure
 from emgp_md.training.campaign import CampaignConfig, finetune_jobs, pretrain_jobs
 from emgp_md.training.md17_report import collect
 
@@ -247,8 +248,7 @@ def plot_backbones(results: dict, rows: list[SpecRow], molecules: list[str], pat
                  + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path, dpi=130)
     return path
 
 

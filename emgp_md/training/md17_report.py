@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from emgp_md.plotting import save_figure
 from emgp_md.training.campaign import CampaignConfig
 
 log = logging.getLogger(__name__)
@@ -150,8 +151,7 @@ def plot_force_mae(results: dict, molecules: list[str], path: Path) -> Path:
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path, dpi=130)
     return path
 
 
