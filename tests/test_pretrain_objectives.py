@@ -36,7 +36,7 @@ def test_losses_finite_and_gradients_flow(variant: str, weights: tuple[float, fl
     graph, topos = _batch()
     draw = draw_noise(range(4), [t.n_atoms for t in topos], 50, 1, seed=0, epoch=0, dtype=torch.float64)
     loss, stats = pretrain_losses(model, graph, draw, noise_levels(), variant, efp_w, inp_w, global_batch=4)
-    assert torch.isfinite(loss) and float(loss) > 0
+    assert torch.isfinite(loss) and float(loss.detach()) > 0
     loss.backward()
     grad = model.backbone.embedding_in.weight.grad
     assert grad is not None and torch.isfinite(grad).all() and float(grad.abs().sum()) > 0
