@@ -211,11 +211,25 @@ def _fragment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("structure", nargs="?", default="aspirin", help="shipped molecule name or structure file")
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Help text that names an option's default when it has a meaningful one (not None/False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        meaningless = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if not meaningless and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _common_model_args(p: argparse.ArgumentParser, out_help: str) -> None:
+    p.add_argument("structure", nargs="?", default="aspirin",
+                   help="shipped molecule name (see `emgp-md models`) or any structure file ASE reads")
     p.add_argument("--model", help="checkpoint path (default: the shipped model matching the formula)")
-    p.add_argument("--out", required=True, help="output path")
+    p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=p.get_default("dtype") or "float32",
+                   help="model precision")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,25 +237,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("md", help="molecular dynamics (Langevin or NVE) with a trajectory, CSV log and plot")
-    _common_model_args(p)
-    p.add_argument("--ensemble", choices=["langevin", "nve"], default="langevin")
-    p.add_argument("--temperature-K", dest="temperature_K", type=float, default=300.0)
-    p.add_argument("--timestep-fs", dest="timestep_fs", type=float, default=0.5)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--friction-per-fs", dest="friction_per_fs", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--interval", type=int, default=10, help="write every N steps")
+    fmt = _DefaultsFormatter
+    p = sub.add_parser("md", help="molecular dynamics (Langevin or NVE) with a trajectory, CSV log and plot",
+                       formatter_class=fmt)
+    _common_model_args(p, "output prefix: writes OUT.traj (ASE trajectory), OUT.csv (log) and OUT.png (plot)")
+    p.add_argument("--ensemble", choices=["langevin", "nve"], default="langevin",
+                   help="Langevin thermostat or constant energy (velocity Verlet)")
+    p.add_argument("--temperature-K", dest="temperature_K", type=float, default=300.0,
+                   help="thermostat and initial Maxwell-Boltzmann temperature (K)")
+    p.add_argument("--timestep-fs", dest="timestep_fs", type=float, default=0.5, help="time step (fs)")
+    p.add_argument("--steps", type=int, default=1000, help="number of MD steps")
+    p.add_argument("--friction-per-fs", dest="friction_per_fs", type=float, default=0.01,
+                   help="Langevin friction (1/fs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and the thermostat noise")
+    p.add_argument("--interval", type=int, default=10, help="write a frame and a log line every N steps")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first step, faster after)")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.set_defaults(func=_md)
 
-    p = sub.add_parser("relax", help="relax a structure (BFGS or FIRE) and write it")
-    _common_model_args(p)
-    p.add_argument("--fmax-eV-per-A", dest="fmax_eV_per_A", type=float, default=0.01)
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--optimizer", choices=["BFGS", "FIRE"], default="BFGS")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    p = sub.add_parser("relax", help="relax a structure (BFGS or FIRE) and write it", formatter_class=fmt)
+    p.set_defaults(dtype="float64")
+    _common_model_args(p, "relaxed structure file (format from the suffix, e.g. .xyz)")
+    p.add_argument("--fmax-eV-per-A", dest="fmax_eV_per_A", type=float, default=0.01,
+                   help="converged when every atom's force is below this (eV/Å)")
+    p.add_argument("--steps", type=int, default=500, help="maximum optimizer steps")
+    p.add_argument("--optimizer", choices=["BFGS", "FIRE"], default="BFGS", help="ASE optimizer")
     p.set_defaults(func=_relax)
 
     for name, func, text in (

@@ -32,6 +32,19 @@ def test_subcommand_help_exits_zero(sub, capsys):
     assert f"emgp-md {sub}" in capsys.readouterr().out
 
 
+def test_md_and_relax_help_state_units_and_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["md", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("(K) (default: 300.0)", "(fs) (default: 0.5)", "(1/fs) (default: 0.01)", "OUT.traj",
+                 "noise (default: 0)", "precision (default: float32)"):
+        assert text in out
+    assert "(default: None)" not in out and "(default: False)" not in out
+    args = build_parser().parse_args(["relax", "ethanol", "--out", "x.xyz"])
+    assert args.dtype == "float64" and args.fmax_eV_per_A == 0.01
+    assert build_parser().parse_args(["md", "--out", "x"]).dtype == "float32"
+
+
 def test_parser_has_core_subcommands():
     assert CORE_SUBCOMMANDS <= set(SUBCOMMANDS)
 
