@@ -173,13 +173,17 @@ def test_no_interaction_beyond_cutoff(backbone: str) -> None:
     cutoff_A = 3.0
     model = small(backbone, seed=9, cutoff_A=cutoff_A)
     water = molecule("H2O")
-    e_one, _ = model_fn(model, topology_from_positions(water.numbers, water.positions))(water.positions)
+    e_one, f_one = model_fn(model, topology_from_positions(water.numbers, water.positions))(water.positions)
     for gap_A, angle in [(4.2, 0.3), (4.6, 1.7)]:
         z, pos = _two_waters(gap_A, angle)
         d = np.linalg.norm(pos[:3, None] - pos[None, 3:], axis=-1)
         assert cutoff_A < d.min() and d.max() < 2 * cutoff_A
         e_two, f_two = model_fn(model, topology_from_positions(z, pos))(pos)
         np.testing.assert_allclose(e_two, 2 * e_one, rtol=0, atol=1e-10)
+        c, s = np.cos(angle), np.sin(angle)
+        rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        np.testing.assert_allclose(f_two[:3], f_one, rtol=0, atol=1e-10)  # each molecule feels only itself
+        np.testing.assert_allclose(f_two[3:], f_one @ rot.T, rtol=0, atol=1e-10)
     # and they do interact inside the cutoff
     z, pos = _two_waters(2.6, 0.3)
     e_close, _ = model_fn(model, topology_from_positions(z, pos))(pos)

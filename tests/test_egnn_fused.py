@@ -17,8 +17,8 @@ from emgp_md.models import build_model
 from emgp_md.models.egnn import EGNN
 from emgp_md.models.egnn_fused import FusedDenseEGNN, forces_only, fused_enabled
 from emgp_md.models.forces import energy_and_forces
-from emgp_md.models.heads import AtomwiseEnergyHead, FusedAtomwiseEnergy, sum_pool
 from emgp_md.models.fused_buffers import WORKSPACES, clear_caches, fused_weights
+from emgp_md.models.heads import AtomwiseEnergyHead, FusedAtomwiseEnergy, sum_pool
 
 
 def plain_energy_and_forces(model: torch.nn.Module, graph: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,6 +63,7 @@ def test_fused_equals_plain_float64(attention: bool, count_fused: list[int]) -> 
     torch.testing.assert_close(f_f, f_p, rtol=0, atol=1e-12)
     assert f_f.abs().max() > 1e-4  # not trivially zero
     e_s, f_s = energy_and_forces(model, dataclasses.replace(graph, dense_edge_type=None))  # sparse path
+    torch.testing.assert_close(e_f, e_s, rtol=0, atol=1e-12)
     torch.testing.assert_close(f_f, f_s, rtol=0, atol=1e-12)
 
 

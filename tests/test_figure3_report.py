@@ -81,7 +81,6 @@ def test_dry_run_checks_every_job_and_writes_nothing(campaign: Path, tmp_path: P
 
 
 def test_report_table_and_figure(campaign: Path, tmp_path: Path) -> None:
-    cfg = load_campaign(campaign)
     root = tmp_path / "runs"
     egnn = {"backbone": "egnn", "hidden_nf": 64, "n_layers": 4, "attention": True, "head": "atomwise"}
     _fake_run(root, "egnn_scratch", "aspirin", 2.5, 1.25, egnn, wall_s=1200.0, cpu_s=240.4)
