@@ -20,7 +20,7 @@ _LAZY = {
     "available_models": ("emgp_md.pretrained", "available_models"),
     "load_checkpoint": ("emgp_md.models.checkpoint", "load_checkpoint"),
     "run_md": ("emgp_md.md", "run_md"),
-    "relax": ("emgp_md.relax", "relax"),
+    "relax": ("emgp_md.relaxation", "relax"),
 }
 
 

@@ -34,7 +34,7 @@ def _relax(args: argparse.Namespace) -> int:
 
     from emgp_md.calculator import EMGPCalculator
     from emgp_md.pretrained import load_structure
-    from emgp_md.relax import relax
+    from emgp_md.relaxation import relax
 
     atoms = load_structure(args.structure)
     atoms.calc = EMGPCalculator(model=args.model, dtype=args.dtype)

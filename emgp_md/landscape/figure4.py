@@ -43,7 +43,7 @@ def relaxed_structure(name: str, fmax_eV_per_A: float = 0.005) -> Atoms:
     """A shipped molecule relaxed with its own shipped model (BFGS)."""
     from emgp_md.calculator import EMGPCalculator
     from emgp_md.pretrained import load_structure
-    from emgp_md.relax import relax
+    from emgp_md.relaxation import relax
 
     atoms = load_structure(name)
     atoms.calc = EMGPCalculator(name, dtype="float64")

@@ -4,7 +4,7 @@ Each scan point sets the internal coordinate with ASE (``set_distance``, ``set_a
 ``set_dihedral``), moving the whole fragment on the far side of the bond (the part of the bond
 graph attached to the last atom once the central bond is cut; only that atom inside a ring), then,
 with ``relax=True``, holds the coordinate fixed (``ase.constraints.FixInternals``) and relaxes every
-other degree of freedom with BFGS (:func:`emgp_md.relax.relax`).
+other degree of freedom with BFGS (:func:`emgp_md.relaxation.relax`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ase import Atoms
 from ase.constraints import FixInternals
 
 from emgp_md.data.topology import bonds_from_distances
-from emgp_md.relax import relax as relax_atoms
+from emgp_md.relaxation import relax as relax_atoms
 
 log = logging.getLogger(__name__)
 _UNITS = {"bond": "Å", "angle": "deg", "dihedral": "deg"}
