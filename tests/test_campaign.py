@@ -50,6 +50,25 @@ def test_jobs_expand_per_molecule(tmp_path: Path) -> None:
     assert pre.config["variant"] == "gaussian" and pre.config["epochs"] == 1
 
 
+def test_extends_and_finetune_overrides(tmp_path: Path) -> None:
+    """A repeat at another seed: same jobs as the base campaign except ``seed`` and the folder."""
+    base = load_campaign(_campaign(tmp_path))
+    repeat = tmp_path / "repeat.yaml"
+    repeat.write_text(f"extends: {tmp_path / 'campaign.yaml'}\nout: {tmp_path / 'runs_s2'}\n"
+                      "finetune_overrides: {seed: 7}\n")
+    cfg = load_campaign(repeat)
+    assert cfg.molecules == base.molecules and [s.name for s in cfg.finetune] == [s.name for s in base.finetune]
+    for a, b in zip(finetune_jobs(base), finetune_jobs(cfg)):
+        assert b.out == tmp_path / "runs_s2" / a.name / a.molecule and b.config["seed"] == 7
+        differ = {k for k in a.config.keys() | b.config.keys() if a.config.get(k) != b.config.get(k)}
+        assert differ <= {"seed", "pretrained"}  # "@p1" resolves inside the new folder
+    assert [j.config for j in pretrain_jobs(cfg)] == [j.config for j in pretrain_jobs(base)]
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(f"extends: {loop}\n")
+    with pytest.raises(ValueError, match="extends itself"):
+        load_campaign(loop)
+
+
 def test_unknown_keys_and_molecules_are_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown key"):
         load_campaign(_campaign(tmp_path, "colour: blue\n"))

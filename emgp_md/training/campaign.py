@@ -11,6 +11,10 @@ without sharing a Python interpreter), writes into ``<out>/<spec>/<molecule>/`` 
 
 Fine-tuning specs may start from a campaign pretraining run (``pretrained: "@<name>"``); those run
 after the pretraining, everything else before it, ``jobs`` processes at a time.
+
+A campaign may ``extends: <other campaign YAML>``: it takes the other file's keys and replaces
+those it sets itself (whole keys, e.g. ``out``). With ``finetune_overrides`` (applied to every
+fine-tuning run after its spec's own overrides) that makes a repeat at another seed a few lines.
 """
 
 from __future__ import annotations
@@ -85,11 +89,24 @@ class CampaignConfig:
     jobs: int = 2
     pretrain: list[PretrainRun] = field(default_factory=list)
     finetune: list[FinetuneSpec] = field(default_factory=list)
+    finetune_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_campaign_yaml(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The YAML mapping of a campaign, with ``extends`` resolved (the file's own keys win)."""
+    path = Path(path)
+    if path.resolve() in seen:
+        raise ValueError(f"campaign {path} extends itself (chain: {[str(p) for p in seen]})")
+    raw = yaml.safe_load(path.read_text()) or {}
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    return {**_read_campaign_yaml(base, (*seen, path.resolve())), **raw}
 
 
 def load_campaign(path: str | Path) -> CampaignConfig:
-    """Strictly load a campaign YAML (unknown keys are errors at every level)."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    """Strictly load a campaign YAML (unknown keys are errors at every level; ``extends`` resolved)."""
+    raw = _read_campaign_yaml(path)
     pre = [from_dict(PretrainRun, r) for r in raw.pop("pretrain", []) or []]
     fin = [from_dict(FinetuneSpec, r) for r in raw.pop("finetune", []) or []]
     cfg = from_dict(CampaignConfig, raw)
@@ -146,7 +163,7 @@ def finetune_jobs(cfg: CampaignConfig) -> list[Job]:
     for spec in cfg.finetune:
         base = yaml.safe_load(Path(spec.config).read_text())
         for mol in spec.molecules or cfg.molecules:
-            conf = {**base, **spec.overrides}
+            conf = {**base, **spec.overrides, **cfg.finetune_overrides}
             conf["data"] = str(Path(cfg.data_dir) / f"rmd17_{mol}_train_{cfg.split:02d}.npz")
             conf["test_data"] = str(Path(cfg.data_dir) / f"rmd17_{mol}_test_{cfg.split:02d}.npz")
             pretrained = _resolve_pretrained(cfg, spec.pretrained)
