@@ -222,14 +222,13 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         return text
 
 
-def _common_model_args(p: argparse.ArgumentParser, out_help: str) -> None:
+def _common_model_args(p: argparse.ArgumentParser, out_help: str, dtype: str) -> None:
     p.add_argument("structure", nargs="?", default="aspirin",
                    help="shipped molecule name (see `emgp-md models`) or any structure file ASE reads")
     p.add_argument("--model", help="checkpoint path (default: the shipped model matching the formula)")
     p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--dtype", choices=["float32", "float64"], default=p.get_default("dtype") or "float32",
-                   help="model precision")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=dtype, help="model precision")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = _DefaultsFormatter
     p = sub.add_parser("md", help="molecular dynamics (Langevin or NVE) with a trajectory, CSV log and plot",
                        formatter_class=fmt)
-    _common_model_args(p, "output prefix: writes OUT.traj (ASE trajectory), OUT.csv (log) and OUT.png (plot)")
+    _common_model_args(p, "output prefix: writes OUT.traj (ASE trajectory), OUT.csv (log) and OUT.png (plot)",
+                       dtype="float32")
     p.add_argument("--ensemble", choices=["langevin", "nve"], default="langevin",
                    help="Langevin thermostat or constant energy (velocity Verlet)")
     p.add_argument("--temperature-K", dest="temperature_K", type=float, default=300.0,
@@ -255,8 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_md)
 
     p = sub.add_parser("relax", help="relax a structure (BFGS or FIRE) and write it", formatter_class=fmt)
-    p.set_defaults(dtype="float64")
-    _common_model_args(p, "relaxed structure file (format from the suffix, e.g. .xyz)")
+    _common_model_args(p, "relaxed structure file (format from the suffix, e.g. .xyz)", dtype="float64")
     p.add_argument("--fmax-eV-per-A", dest="fmax_eV_per_A", type=float, default=0.01,
                    help="converged when every atom's force is below this (eV/Å)")
     p.add_argument("--steps", type=int, default=500, help="maximum optimizer steps")
