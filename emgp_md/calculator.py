@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,12 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
+from emgp_md.data.bonds import BondWatch
 from emgp_md.data.convert import check_atoms, topology_for_atoms
 from emgp_md.data.features import validate_atomic_numbers
 from emgp_md.data.graph import GraphBatch, collate
 from emgp_md.data.topology import Topology
+from emgp_md.errors import BondChangeError, StructureError
 from emgp_md.models.checkpoint import load_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.models.forces import energy_and_forces
@@ -24,6 +27,7 @@ from emgp_md.units import ARBITRARY, energy_unit_to_eV
 
 log = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+BOND_CHANGE_POLICIES = ("raise", "warn")
 
 
 class EMGPCalculator(Calculator):
@@ -51,6 +55,21 @@ class EMGPCalculator(Calculator):
         instead of keeping the one frozen from the reference geometry. **Energies and forces are
         then not smooth**: they jump when a fragment boundary changes, and NVE energy is not
         conserved. Off by default.
+    on_bond_change : ``"raise"`` (default) or ``"warn"``
+        What to do when the bond graph perceived from the current geometry departs from the frozen
+        one (a bond broken or formed, :mod:`emgp_md.data.bonds`): raise
+        :class:`~emgp_md.errors.BondChangeError`, or log a warning once per new event and go on
+        with the frozen graph (the numbers are then those of the unreacted molecule's graph).
+
+    Notes
+    -----
+    The bond graph is perceived from the geometry (covalent radii) whenever a structure is new to
+    the calculator (another ``Atoms`` object, other atomic numbers, or after
+    :meth:`reset_topology`); for a model of one molecule it is matched onto the model's reference
+    graph by graph isomorphism, so atoms may come in any order. Structures that are not that
+    molecule, several fragments, overlapping atoms and coordinates beyond 1e4 Å are refused with a
+    :class:`~emgp_md.errors.StructureError`. One instance is not for concurrent use by several
+    threads: give each thread its own calculator.
     """
 
     implemented_properties = ["energy", "free_energy", "forces"]
@@ -65,9 +84,13 @@ class EMGPCalculator(Calculator):
         dtype: str = "float32",
         compile: bool = False,
         per_frame_hypergraph: bool = False,
+        on_bond_change: str = "raise",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if on_bond_change not in BOND_CHANGE_POLICIES:
+            raise ValueError(f"on_bond_change must be one of {BOND_CHANGE_POLICIES}, got {on_bond_change!r}")
+        self.on_bond_change = on_bond_change
         if name is not None and model is not None:
             raise ValueError("give either a shipped model name or model=..., not both")
         if dtype not in _DTYPES:
@@ -81,6 +104,9 @@ class EMGPCalculator(Calculator):
         self._topology: Topology | None = None
         self._graph: GraphBatch | None = None  # frozen graph of the current atoms; positions replaced per call
         self._auto_formula: str | None = None  # set when the model was picked by the atoms' formula
+        self._watch: BondWatch | None = None  # hysteresis check of the frozen bond graph
+        self._source: weakref.ref[Atoms] | None = None  # the Atoms object the frozen graph was derived for
+        self._reported: set[tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]] = set()
         if isinstance(model, EnergyModel):
             self._set_model(copy.deepcopy(model), metadata or {})  # never change the caller's model
         elif model is not None:
@@ -99,6 +125,7 @@ class EMGPCalculator(Calculator):
         self._set_model(*load_checkpoint(model_path(name)))
 
     def _set_model(self, model: EnergyModel, metadata: dict[str, Any]) -> None:
+        self._watch, self._source = None, None
         if model.training:
             raise ValueError("EMGPCalculator needs a model in eval mode (call model.eval())")
         self.model = model.to(device=self.device, dtype=self.dtype).requires_grad_(False)
@@ -127,8 +154,11 @@ class EMGPCalculator(Calculator):
     ) -> None:
         super().calculate(atoms, properties or ["energy"], system_changes)
         check_atoms(self.atoms)
-        if self._graph is None or not np.array_equal(self._graph.z.cpu().numpy(), self.atoms.numbers):
+        if self._is_new_structure(atoms, system_changes):
             self._prepare(self.atoms)
+            self._source = weakref.ref(atoms) if atoms is not None else None
+        else:
+            self._check_bonds(self.atoms.positions)
         assert self.model is not None and self._graph is not None
         pos = torch.as_tensor(self.atoms.positions, dtype=self.dtype, device=self.device)
         graph = self._graph.with_pos(pos)
@@ -136,9 +166,39 @@ class EMGPCalculator(Calculator):
             graph = replace(graph, hypergraph=self._frame_hypergraph(self._topology, self.atoms.positions))
         energy, forces = energy_and_forces(self._forward, graph)
         e_eV = float(self.model.total_energy(energy)[0]) * self.energy_to_eV
+        f_eV_A = forces.detach().to("cpu", torch.float64).numpy() * self.energy_to_eV
+        _check_finite(e_eV, f_eV_A)
         self.results["energy"] = e_eV
         self.results["free_energy"] = e_eV
-        self.results["forces"] = forces.detach().to("cpu", torch.float64).numpy() * self.energy_to_eV
+        self.results["forces"] = f_eV_A
+
+    def _is_new_structure(self, atoms: Atoms | None, system_changes: list[str]) -> bool:
+        """A structure the frozen graph was not derived for: first call, other numbers, other Atoms object."""
+        if self._graph is None or "numbers" in system_changes:
+            return True
+        if not np.array_equal(self._graph.z.cpu().numpy(), self.atoms.numbers):
+            return True
+        return atoms is not None and (self._source is None or self._source() is not atoms)
+
+    def _check_bonds(self, pos_A: np.ndarray) -> None:
+        """Raise or warn (``on_bond_change``) when a frozen bond broke or a new one formed."""
+        if self._watch is None:
+            return
+        broken, formed = self._watch.changes(pos_A)
+        if not broken and not formed:
+            return
+        sym = self.atoms.get_chemical_symbols()
+        names = lambda pairs: ", ".join(f"{sym[i]}{i}–{sym[j]}{j}" for i, j in pairs) or "none"  # noqa: E731
+        msg = (f"the bond graph changed: broken {names(broken)}; formed {names(formed)} (frozen graph of "
+               f"{self.atoms.get_chemical_formula(mode='hill')}). The model's numbers assume the frozen graph; "
+               "a reaction is outside what it was trained on. If this is a new structure rather than a "
+               "reaction, call calc.reset_topology() first.")
+        if self.on_bond_change == "raise":
+            raise BondChangeError(msg, broken, formed)
+        key = (tuple(broken), tuple(formed))
+        if key not in self._reported:
+            self._reported.add(key)
+            log.warning(msg)
 
     def _prepare(self, atoms: Atoms) -> None:
         """For new atomic numbers: pick the shipped model (auto mode), check the species, freeze the topology."""
@@ -153,8 +213,11 @@ class EMGPCalculator(Calculator):
         species = self.metadata.get("species")
         validate_atomic_numbers(atoms.numbers, set(species) if species else None)
         options = getattr(self.model.backbone, "fragment_options", None) if self.model is not None else None
-        self._topology = topology_for_atoms(atoms, self.metadata.get("topology"), hypergraph_options=options)
+        self._topology = topology_for_atoms(atoms, self.metadata.get("topology"), hypergraph_options=options,
+                                            allow_fragments=bool(self.metadata.get("allow_fragments", False)))
         self._graph = collate([self._topology], [atoms.positions], self.dtype).to(self.device)
+        self._watch = BondWatch(self._topology.z, self._topology.bonds)
+        self._reported = set()
 
     def _frame_hypergraph(self, topology: Topology, pos_A: np.ndarray) -> Any:
         """Hypergraph re-fragmented for the current positions (``per_frame_hypergraph``), collated."""
@@ -165,8 +228,18 @@ class EMGPCalculator(Calculator):
         return collate_topology_hypergraphs([frame]).to(self.device)  # type: ignore[union-attr]
 
     def reset_topology(self) -> None:
-        """Forget the frozen bond graph; the next call re-derives it from the current geometry."""
-        self._topology, self._graph = None, None
+        """Forget the frozen bond graph; the next call perceives it from the current geometry again
+        (and, for a model of one molecule, matches it onto the model's reference graph)."""
+        self._topology, self._graph, self._watch, self._source = None, None, None, None
         self.reset()
+
+
+def _check_finite(energy_eV: float, forces_eV_A: np.ndarray) -> None:
+    """Refuse non-finite model outputs, naming the atoms whose forces are not finite."""
+    bad = np.nonzero(~np.isfinite(forces_eV_A).all(axis=1))[0]
+    if not np.isfinite(energy_eV) or len(bad):
+        raise StructureError(
+            f"the model returned a non-finite energy ({energy_eV}) or forces (atom index(es) {bad[:10].tolist()}); "
+            "the structure is outside what the model can evaluate")
 
 

@@ -14,6 +14,7 @@ from conftest import make_small_model, topo_of
 import emgp_md
 from emgp_md import EMGPCalculator, load_checkpoint
 from emgp_md.data.graph import collate
+from emgp_md.errors import BondChangeError, StructureError
 from emgp_md.models.forces import energy_and_forces
 from emgp_md.testing import assert_e3_invariance, assert_forces_match_fd, calculator_fn
 
@@ -69,20 +70,28 @@ def test_model_object_and_from_checkpoint(small_checkpoint, ethanol):
 
 
 def test_topology_is_frozen_and_reset(small_checkpoint, ethanol):
-    calc = EMGPCalculator(model=small_checkpoint, dtype="float64")
+    calc = EMGPCalculator(model=small_checkpoint, dtype="float64", on_bond_change="warn")
     ethanol.calc = calc
     ethanol.get_potential_energy()
     topo = calc._topology
     assert topo is not None and len(topo.bonds) == 8
-    ethanol.positions *= 3.0  # every bond stretched far beyond 1.6 Å
-    e_far = ethanol.get_potential_energy()
+    ethanol.positions *= 3.0  # every bond stretched far beyond its covalent length
+    e_far = ethanol.get_potential_energy()  # "warn": computed on the frozen graph
     assert calc._topology is topo, "topology was rebuilt on a geometry change"
     calc.reset_topology()
     assert calc._topology is None
-    e_reset = ethanol.get_potential_energy()
-    assert calc._topology is not topo
-    assert len(calc._topology.bonds) == 0 and not calc._topology.edge_type.any()
-    assert e_reset != e_far  # the edge types do enter the energy
+    with pytest.raises(StructureError, match="9 disconnected fragments"):
+        ethanol.get_potential_energy()  # re-perceived: nine lone atoms, refused
+    assert np.isfinite(e_far)
+
+
+def test_bond_change_raises_by_default(small_checkpoint, ethanol):
+    ethanol.calc = EMGPCalculator(model=small_checkpoint, dtype="float64")
+    ethanol.get_potential_energy()
+    ethanol.positions *= 3.0
+    with pytest.raises(BondChangeError, match="broken") as info:
+        ethanol.get_potential_energy()
+    assert len(info.value.broken) == 8 and info.value.formed == []
 
 
 def test_new_molecule_gets_new_topology(small_checkpoint, ethanol, benzene):
@@ -254,12 +263,13 @@ def test_default_calculator_follows_formula_when_reused(fake_shipped):
     assert calc.metadata["name"] == "ethanol-test"
 
 
-def test_explicit_model_is_kept_for_other_molecules(fake_shipped):
-    """A model chosen by name is never swapped behind the user's back."""
+def test_explicit_model_is_kept_and_refuses_other_molecules(fake_shipped):
+    """A model chosen by name is never swapped behind the user's back, and refuses another molecule."""
     calc = EMGPCalculator("ethanol-test")
     acid = molecule("CH3COOH")
     acid.calc = calc
-    assert np.all(np.isfinite(acid.get_forces()))
+    with pytest.raises(StructureError, match="C2H4O2 with 7 bonds.*C2H6O with 8 bonds"):
+        acid.get_forces()
     assert calc.metadata["name"] == "ethanol-test"
 
 

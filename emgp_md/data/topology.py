@@ -3,8 +3,10 @@
 3D-EMGP (method doc 1.1) connects every ordered pair of atoms of a molecule and labels each edge
 with the shortest-path hop distance ``c`` in the bond graph: 1, 2 or 3 bonds, and 0 for "further
 than 3 bonds or not connected". The bond graph comes from an RDKit molecule when one is given and
-otherwise from distances (bonded when ``|x_i - x_j| <= 1.6`` Å). The topology is computed **once**
-from a reference geometry and then frozen, so the energy stays a smooth function of positions.
+otherwise from the geometry with element-aware covalent radii (:mod:`emgp_md.data.bonds`; the
+authors' single 1.6 Å cutoff, :func:`bonds_from_distances`, gives the same graphs on the rMD17
+reference frames). The topology is computed **once** from a reference geometry and then frozen,
+so the energy stays a smooth function of positions.
 """
 
 from __future__ import annotations
@@ -133,9 +135,11 @@ def topology_from_bonds(z: np.ndarray, bonds: np.ndarray) -> Topology:
     )
 
 
-def topology_from_positions(z: np.ndarray, pos: np.ndarray, cutoff_A: float = BOND_CUTOFF_A) -> Topology:
-    """Topology of a reference geometry with bonds from distances (the MD17 recipe)."""
-    return topology_from_bonds(z, bonds_from_distances(pos, cutoff_A))
+def topology_from_positions(z: np.ndarray, pos: np.ndarray) -> Topology:
+    """Topology of a reference geometry, bonds perceived with covalent radii (:func:`~emgp_md.data.bonds.perceive_bonds`)."""
+    from emgp_md.data.bonds import perceive_bonds
+
+    return topology_from_bonds(z, perceive_bonds(z, pos))
 
 
 def topology_from_rdkit(mol: Any) -> Topology:
