@@ -188,7 +188,7 @@ class EMGPCalculator(Calculator):
         if not broken and not formed:
             return
         sym = self.atoms.get_chemical_symbols()
-        names = lambda pairs: ", ".join(f"{sym[i]}{i}–{sym[j]}{j}" for i, j in pairs) or "none"  # noqa: E731
+        names = lambda pairs: ", ".join(f"{sym[i]}{i}–{sym[j]}{j}" for i, j in pairs) or "none"
         msg = (f"the bond graph changed: broken {names(broken)}; formed {names(formed)} (frozen graph of "
                f"{self.atoms.get_chemical_formula(mode='hill')}). The model's numbers assume the frozen graph; "
                "a reaction is outside what it was trained on. If this is a new structure rather than a "

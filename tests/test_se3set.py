@@ -14,10 +14,10 @@ from e3nn import o3
 
 from emgp_md.calculator import EMGPCalculator
 from emgp_md.config import FinetuneConfig, ModelConfig, from_dict, to_dict
-from emgp_md.data.convert import attach_hypergraph, topology_for_atoms
+from emgp_md.data.convert import attach_hypergraph, permute_hypergraph, topology_for_atoms
 from emgp_md.data.fragment import PRESETS as FRAGMENT_PRESETS
 from emgp_md.data.graph import collate, repeat_topology
-from emgp_md.data.hypergraph import Hypergraph, rebuild_hypergraph
+from emgp_md.data.hypergraph import rebuild_hypergraph
 from emgp_md.data.topology import Topology, topology_from_positions
 from emgp_md.models import BACKBONES, build_model, hypergraph_options, needs_hypergraph
 from emgp_md.models.checkpoint import load_checkpoint, make_metadata, save_checkpoint
@@ -45,19 +45,6 @@ def with_hypergraph(atoms: Atoms, fragmentation: str = "md17") -> Topology:
     """Distance topology plus the hypergraph frozen from the same geometry."""
     topo = topology_from_positions(atoms.numbers, atoms.positions)
     return attach_hypergraph(topo, atoms.positions, FRAGMENT_PRESETS[fragmentation])
-
-
-def permute_hypergraph(hg: Hypergraph, perm: np.ndarray) -> Hypergraph:
-    """The same hypergraph on atoms relabelled by ``perm`` (new atom k = old atom perm[k])."""
-    new_of_old = np.argsort(perm)
-    fragments = [np.sort(new_of_old[f]) for f in hg.fragments]
-    return Hypergraph(
-        z=hg.z[perm], bonds=np.sort(new_of_old[hg.bonds], axis=1), group_of_atom=hg.group_of_atom[perm],
-        kernel_of_atom=hg.kernel_of_atom[perm], fragment_ptr=hg.fragment_ptr,
-        fragment_atoms=np.concatenate(fragments), anchored_fragment=hg.anchored_fragment,
-        e2v_index=np.stack([hg.e2v_index[0], new_of_old[hg.e2v_index[1]]]),
-        v2e_index=np.stack([new_of_old[hg.v2e_index[0]], hg.v2e_index[1]]), options=hg.options,
-    )
 
 
 @pytest.fixture(scope="module")

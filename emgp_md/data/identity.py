@@ -35,7 +35,7 @@ def describe_graph(z: np.ndarray, bonds: np.ndarray) -> str:
     return f"{formula(z)} with {len(np.asarray(bonds).reshape(-1, 2))} bonds ({census or 'none'})"
 
 
-def _graph(z: np.ndarray, bonds: np.ndarray):  # noqa: ANN202 - networkx.Graph
+def _graph(z: np.ndarray, bonds: np.ndarray):  # -> networkx.Graph
     import networkx as nx
 
     g = nx.Graph()
