@@ -87,9 +87,11 @@ class Variant:
         return (self.model_label, self.impl, self.dtype)
 
 
-def make_variants(specs: list[ModelSpec], atoms: Atoms, compiled: bool = False) -> list[Variant]:
+def make_variants(specs: list[ModelSpec], atoms: Atoms, compiled: bool = False,
+                  unwatched: bool = False) -> list[Variant]:
     """Ours and the reference, float32 and float64, for each model (independent model copies);
-    with ``compiled``, also ours with ``torch.compile`` in float32."""
+    with ``compiled``, also ours with ``torch.compile`` in float32; with ``unwatched``, also ours in
+    float32 with the per-call bond-change check switched off (to measure what the check costs)."""
     from emgp_md.calculator import EMGPCalculator
 
     variants = []
@@ -105,6 +107,10 @@ def make_variants(specs: list[ModelSpec], atoms: Atoms, compiled: bool = False) 
         if compiled:
             calc = EMGPCalculator(model=spec.copy_model(), metadata=spec.metadata, dtype="float32", compile=True)
             variants.append(Variant(spec.label, "ours-compiled", "float32", calc, atoms.copy()))
+        if unwatched:
+            calc = EMGPCalculator(model=spec.copy_model(), metadata=spec.metadata, dtype="float32")
+            calc._check_bonds = lambda pos_A: None  # type: ignore[method-assign]  # benchmark only
+            variants.append(Variant(spec.label, "ours-unwatched", "float32", calc, atoms.copy()))
     return variants
 
 
@@ -248,6 +254,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tol32", type=float, default=1e-5, help="float32 tolerance, absolute and relative")
     parser.add_argument("--tol64", type=float, default=1e-10, help="float64 tolerance, absolute and relative")
     parser.add_argument("--compile", action="store_true", help="add ours with torch.compile (float32)")
+    parser.add_argument("--bond-check-overhead", action="store_true",
+                        help="add ours (float32) with the per-call bond-change check off, to measure its cost")
     parser.add_argument("--json", type=Path, help="write the full report (with all timings) here")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -266,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     specs, notes = select_models(args)
     for note in notes:
         log.info(note)
-    variants = make_variants(specs, atoms, args.compile)
+    variants = make_variants(specs, atoms, args.compile, args.bond_check_overhead)
     log.info(
         "%d variants x (%d warm-up + %d timed) calls, %d thread(s), %d atoms",
         len(variants),

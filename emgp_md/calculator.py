@@ -173,8 +173,12 @@ class EMGPCalculator(Calculator):
         self.results["forces"] = f_eV_A
 
     def _is_new_structure(self, atoms: Atoms | None, system_changes: list[str]) -> bool:
-        """A structure the frozen graph was not derived for: first call, other numbers, other Atoms object."""
-        if self._graph is None or "numbers" in system_changes:
+        """A structure the frozen graph was not derived for: first call, other numbers, another ``Atoms`` object.
+
+        ``system_changes`` is not consulted: callers such as benchmarks pass ``all_changes`` for a
+        mere position update, and a bond graph re-derived then would hide a reaction.
+        """
+        if self._graph is None:
             return True
         if not np.array_equal(self._graph.z.cpu().numpy(), self.atoms.numbers):
             return True

@@ -103,6 +103,7 @@ def run_md(
         raise ValueError("attach a calculator first, e.g. atoms.calc = EMGPCalculator()")
     if steps < 0 or timestep_fs <= 0 or interval < 1:
         raise ValueError(f"need steps >= 0, timestep_fs > 0, interval >= 1 (got {steps}, {timestep_fs}, {interval})")
+    atoms.get_potential_energy()  # the structure is checked (and refused) before anything is drawn or written
     prefix = Path(out_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     if not atoms.get_momenta().any():

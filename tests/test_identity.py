@@ -259,3 +259,18 @@ def test_hypergraph_is_relabelled_with_the_atoms(ethanol):
     e_new, f_new = energy_and_forces(model, collate([topo], [moved.positions], torch.float64))
     assert abs(float(e_ref[0] - e_new[0])) < 1e-10
     np.testing.assert_allclose(f_new.numpy(), f_ref.numpy()[perm], atol=1e-10)
+
+
+def test_cli_md_refuses_a_bad_structure_before_anything_else(tmp_path, caplog):
+    """Was numpy's "Eigenvalues did not converge" for a NaN position; now the refusal, and no output files."""
+    import ase.io
+
+    from emgp_md.cli import main
+
+    atoms = molecule("CH3CH2OH")
+    atoms.positions[3] = np.nan
+    ase.io.write(tmp_path / "bad.extxyz", atoms)
+    out = tmp_path / "md" / "run"
+    assert main(["md", str(tmp_path / "bad.extxyz"), "--out", str(out), "--steps", "2", "--quiet"]) == 2
+    assert "non-finite positions for atom index(es) [3]" in caplog.text
+    assert not out.parent.exists() or not any(out.parent.iterdir())
