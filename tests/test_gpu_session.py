@@ -16,11 +16,22 @@ from emgp_md.data.packed import load_packed, pack_molecule, pack_path, split_fil
 from emgp_md.data.rmd17 import load_frames
 from emgp_md.training.finetune import resolve_device
 from emgp_md.training.gpu_session import (
-    GridSpec, Job, SessionConfig, auto_step_scale, claim, grid_cells, grid_rows, load_session, paper_regime_rows,
+    GridSpec,
+    SessionConfig,
+    auto_step_scale,
+    claim,
+    grid_cells,
+    grid_rows,
+    load_session,
     paper_recipe_rows,
+    paper_regime_rows,
 )
-from emgp_md.training.session_report import aggregate_grid, collect_grid, write_data_efficiency_report, \
-    write_paper_regime_report
+from emgp_md.training.session_report import (
+    aggregate_grid,
+    collect_grid,
+    write_data_efficiency_report,
+    write_paper_regime_report,
+)
 from emgp_md.training.stepwise import StepBudget, cosine_lr, train_steps
 
 REPO = Path(__file__).resolve().parents[1]

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     for mol in args.molecules:
         arrays = pack_molecule(args.data / "rmd17", mol)
         path = write_pack(arrays, pack_path(args.out, mol))
-        manifest[mol] = {"file": path.name, "frames": int(len(arrays["old_indices"])),
+        manifest[mol] = {"file": path.name, "frames": len(arrays["old_indices"]),
                          "test01": int(arrays["in_test01"].sum()), "pool": int((~arrays["in_test01"]).sum()),
                          "bytes": path.stat().st_size}
     shutil.copyfile(args.data / "emgp_official" / "checkpoint-3dmgp", args.out / "checkpoint-3dmgp")

@@ -116,7 +116,7 @@ class PackedMolecule:
     source: str
 
     def __len__(self) -> int:
-        return int(len(self.old_indices))
+        return len(self.old_indices)
 
     def frames(self, rows: np.ndarray, label: str) -> Frames:
         """The frames at ``rows`` of the pack, as float64 :class:`Frames`."""

@@ -384,12 +384,12 @@ def bench_step_time(cfg: SessionConfig, molecule: str = "aspirin", batch: int = 
     """
     import torch
 
+    from emgp_md.data.graph import repeat_topology
     from emgp_md.data.topology import topology_from_positions
     from emgp_md.models.forces import energy_and_forces
     from emgp_md.training.evaluate import evaluate
     from emgp_md.training.finetune import build_finetune_model, normalisation_scale, resolve_device
     from emgp_md.training.losses import energy_force_loss
-    from emgp_md.data.graph import repeat_topology
 
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
