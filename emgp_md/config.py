@@ -95,6 +95,9 @@ class FinetuneConfig:
         Training budget in CPU seconds of the process (``time.process_time``): training *ends* at
         the first batch past it, the best-validation model is tested and the run is finished.
         For comparisons at equal compute (single process only).
+    device : str
+        Torch device of a single-process run: ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:<k>"``.
+        Under ``torchrun`` the process group chooses the device instead.
     """
 
     data: str = ""
@@ -123,6 +126,7 @@ class FinetuneConfig:
     seed: int = 2021
     threads: int | None = None
     dtype: str = "float32"
+    device: str = "cpu"
 
 
 @dataclass

@@ -55,6 +55,22 @@ def build_finetune_model(cfg: FinetuneConfig, scale: float, shift: float) -> tup
     return model, cfg
 
 
+def resolve_device(name: str) -> torch.device:
+    """The torch device of a config's ``device`` string (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+
+    Raises
+    ------
+    ValueError
+        On an unknown device kind, or ``cuda`` when this torch build or machine has no CUDA device.
+    """
+    dev = torch.device(name)
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {name!r}: use 'cpu' or 'cuda[:k]'")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch {torch.__version__} sees no CUDA device")
+    return dev
+
+
 def normalisation_scale(frames: Frames, kind: str) -> float:
     """Energy scale (kcal/mol) of the normalised targets: training-energy std or force RMS × 1 Å."""
     if kind == "energy_std":
@@ -136,7 +152,7 @@ def finetune(
     """
     from tqdm.auto import tqdm
 
-    info = info or DistInfo()
+    info = info or DistInfo(device=resolve_device(cfg.device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -224,6 +240,7 @@ def finalize(cfg: FinetuneConfig, out: Path, topo: Topology, epochs_run: int, wa
     from emgp_md.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(out / "best.pt")
+    model.to(resolve_device(cfg.device))
     result: dict[str, Any] = {"finished": True, "epochs": epochs_run, "wall_s": wall_s, "val": meta["metrics"]["val"],
                               "best_epoch": meta["metrics"]["epoch"]}
     if cpu_s is not None:

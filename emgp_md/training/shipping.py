@@ -92,6 +92,49 @@ def misses_bar(test_force_mae: float, bar: float | None) -> bool:
     return bar is not None and not test_force_mae < bar
 
 
+def ship_checkpoint(model_path: Path, name: str, training: str, dest: Path = PACKAGE_DATA) -> dict[str, Any]:
+    """Ship a ``model.pt`` whose metadata carries its reference geometry (``topology.positions_A``).
+
+    For runs of :mod:`emgp_md.training.stepwise` (the GPU session), which train on frames chosen
+    from packed data rather than on one rMD17 file. ``training`` describes the data and budget
+    (README table); the machine is the device the run trained on (``metrics.device``).
+    """
+    model, meta = load_checkpoint(model_path)
+    topo = dict(meta["topology"])
+    if "positions_A" not in topo:
+        raise ValueError(f"{model_path}: metadata has no reference geometry (topology.positions_A)")
+    formula = Atoms(numbers=topo["z"], positions=topo["positions_A"]).get_chemical_formula(mode="hill")
+    metrics = meta.get("metrics", {})
+    meta.update(name=name, formula=formula)
+    meta["provenance"].update(split=meta["provenance"].get("split", ""), machine=str(metrics.get("device")))
+    save_checkpoint(dest / f"{name}.pt", model, meta)
+    index_path = dest / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    index[name] = {
+        "file": f"{name}.pt", "formula": formula, "architecture": meta["model"],
+        "init": "pretrained" if meta["provenance"].get("pretrained") else "scratch",
+        "pretrained": meta["provenance"].get("pretrained"), "epochs": metrics.get("epochs"),
+        "steps": metrics.get("steps"), "wall_time_s": metrics.get("train_wall_s"), "val": metrics.get("val"),
+        "test": metrics.get("test"), "training": training,
+    }
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    log.info("shipped %s (%s) -> %s", name, formula, dest / f"{name}.pt")
+    return index[name]
+
+
+def validation_comparison(new_model: Path, old_model: Path, frames: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """MAEs of two checkpoints on the same frames (each with its own frozen topology)."""
+    from emgp_md.data.topology import Topology
+    from emgp_md.training.evaluate import evaluate
+
+    out = []
+    for path in (new_model, old_model):
+        model, meta = load_checkpoint(path)
+        topo = Topology.from_dict({k: v for k, v in meta["topology"].items() if k != "positions_A"})
+        out.append(evaluate(model, topo, frames))
+    return out[0], out[1]
+
+
 README_START, README_END = "<!-- shipped-models:start -->", "<!-- shipped-models:end -->"
 
 
@@ -101,6 +144,8 @@ def _init_text(entry: dict[str, Any]) -> str:
     source = ("authors' 3D-EMGP EGNN" if str(entry.get("pretrained") or "").endswith("checkpoint-3dmgp")
               else f"pretrained {arch.get('backbone', 'egnn').upper()}" if entry.get("pretrained")
               else f"{arch.get('backbone', 'egnn').upper()} from scratch")
+    if entry.get("training"):
+        return f"{source} ({size}), {entry['training']}"
     return f"{source} ({size}), fine-tuned {entry.get('epochs')} epochs on `train_01`"
 
 

@@ -1,0 +1,263 @@
+"""GPU-session pieces at toy scale on CPU: packed frames, splits, step-budgeted training, reports, shipping."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emgp_md.config import FinetuneConfig, ModelConfig
+from emgp_md.data.packed import load_packed, pack_molecule, pack_path, split_file, write_pack
+from emgp_md.data.rmd17 import load_frames
+from emgp_md.training.finetune import resolve_device
+from emgp_md.training.gpu_session import (
+    GridSpec,
+    SessionConfig,
+    auto_step_scale,
+    claim,
+    grid_cells,
+    grid_rows,
+    load_session,
+    paper_recipe_rows,
+    paper_regime_rows,
+)
+from emgp_md.training.session_report import (
+    aggregate_grid,
+    collect_grid,
+    write_data_efficiency_report,
+    write_paper_regime_report,
+)
+from emgp_md.training.stepwise import StepBudget, cosine_lr, train_steps
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- packed data
+def _fake_splits(root: Path, n_total: int = 60, per_file: int = 20, seed: int = 0) -> dict[int, float]:
+    """Ten overlapping split files of a 3-atom molecule; returns old_index -> energy."""
+    rng = np.random.default_rng(seed)
+    coords = rng.normal(size=(n_total, 3, 3))
+    energies = rng.normal(size=n_total) * 10 - 1000
+    forces = rng.normal(size=(n_total, 3, 3))
+    for k in range(1, 6):
+        for kind in ("train", "test"):
+            idx = rng.choice(n_total, size=per_file, replace=False)
+            np.savez(split_file(root, "toy", kind, k), nuclear_charges=np.array([8, 1, 1]), coords=coords[idx],
+                     energies=energies[idx], forces=forces[idx], old_indices=idx)
+    return dict(enumerate(energies))
+
+
+def test_pack_keeps_distinct_frames_with_flags(tmp_path):
+    energies = _fake_splits(tmp_path)
+    arrays = pack_molecule(tmp_path, "toy")
+    olds = set()
+    for k in range(1, 6):
+        for kind in ("train", "test"):
+            with np.load(split_file(tmp_path, "toy", kind, k)) as d:
+                olds |= set(d["old_indices"].tolist())
+    assert arrays["old_indices"].tolist() == sorted(olds)
+    assert arrays["coords"].dtype == np.float32 and arrays["forces"].dtype == np.float32
+    assert arrays["energies"].dtype == np.float64
+    np.testing.assert_array_equal(arrays["energies"], [energies[o] for o in arrays["old_indices"]])
+    pack = load_packed(write_pack(arrays, pack_path(tmp_path, "toy")))
+    with np.load(split_file(tmp_path, "toy", "test", 1)) as d:
+        np.testing.assert_array_equal(pack.old_indices[pack.test01_order], d["old_indices"])
+        np.testing.assert_allclose(pack.test01().energies, d["energies"])
+        np.testing.assert_allclose(pack.test01().forces, d["forces"], atol=1e-6)
+    assert pack.in_test01.sum() == 20 and not (pack.in_test01[pack.pool_rows()]).any()
+    assert len(pack.pool_rows()) + 20 == len(pack)
+
+
+def test_pack_refuses_inconsistent_duplicates(tmp_path):
+    _fake_splits(tmp_path)
+    path = split_file(tmp_path, "toy", "test", 3)
+    with np.load(path) as d:
+        data = {k: d[k] for k in d.files}
+    with np.load(split_file(tmp_path, "toy", "train", 1)) as d:
+        data["old_indices"][0] = d["old_indices"][0]  # same frame id, different geometry
+    np.savez(path, **data)
+    with pytest.raises(ValueError, match="differs"):
+        pack_molecule(tmp_path, "toy")
+
+
+@pytest.fixture
+def toy_pack(tmp_path):
+    _fake_splits(tmp_path, n_total=200, per_file=60)
+    return load_packed(write_pack(pack_molecule(tmp_path, "toy"), pack_path(tmp_path, "toy")))
+
+
+def test_grid_rows_nested_and_disjoint(toy_pack):
+    small_tr, small_va = grid_rows(toy_pack, 10, 5, seed=1)
+    big_tr, big_va = grid_rows(toy_pack, 40, 5, seed=1)
+    np.testing.assert_array_equal(small_va, big_va)
+    assert set(small_tr) <= set(big_tr) and not set(big_tr) & set(big_va)
+    assert toy_pack.in_train01[big_tr].all() and toy_pack.in_train01[big_va].all()
+    with pytest.raises(ValueError):
+        grid_rows(toy_pack, 60, 5, seed=1)
+
+
+def test_paper_regime_rows_avoid_test01_and_train01_in_validation(toy_pack):
+    tr, va = paper_regime_rows(toy_pack, 8, seed=3)
+    assert not toy_pack.in_test01[tr].any() and not toy_pack.in_test01[va].any()
+    assert not toy_pack.in_train01[va].any()
+    assert sorted(set(tr) | set(va)) == toy_pack.pool_rows().tolist() and not set(tr) & set(va)
+
+
+def test_paper_recipe_rows_match_finetune_split(toy_pack):
+    tr, va = paper_recipe_rows(toy_pack, seed=2021, n_train=50, n_val=10)
+    assert len(tr) == 50 and len(va) == 10 and toy_pack.in_train01[tr].all()
+
+
+# --------------------------------------------------------------------------- session config and plan
+def test_session_config_strict_and_checked(tmp_path):
+    cfg = load_session(REPO / "workflows/configs/gpu_session.yaml")
+    assert cfg.grid.workers >= 1 and set(cfg.grid.steps) == set(cfg.grid.n_train)
+    load_session(REPO / "workflows/configs/gpu_session_cpu_toy.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: {molecules: [ethanol], n_train: [25], steps: {50: 3}}\n")
+    with pytest.raises(ValueError, match="step budget"):
+        load_session(bad)
+    bad.write_text("grid: {recipe: {lr: 1.0, bogus: 2}, steps: {}}\n")
+    with pytest.raises(ValueError, match="bogus"):
+        load_session(bad, {"grid": {"molecules": [], "recipe": {"bogus": 1}}})
+    with pytest.raises(ValueError, match="unknown key"):
+        load_session(REPO / "workflows/configs/gpu_session.yaml", {"nonsense": 1})
+
+
+def test_grid_cells_seed_major_same_steps_both_inits():
+    cfg = SessionConfig(grid=GridSpec(molecules=["ethanol", "uracil"], n_train=[25, 50], seeds=[0, 1],
+                                      steps={25: 100, 50: 200}))
+    cells = grid_cells(cfg, 0.5)
+    assert [c[0].seed for c in cells] == [0] * 4 + [1] * 4
+    assert all(len({j.max_steps for j in c}) == 1 and [j.init for j in c] == ["pretrained", "scratch"] for c in cells)
+    assert {c[0].n_train: c[0].max_steps for c in cells} == {25: 50, 50: 100}
+    assert cells[0][0].out == "grid/ethanol/N50/pretrained/seed0"
+
+
+def test_auto_step_scale_is_clipped():
+    cfg = SessionConfig(grid=GridSpec(molecules=["ethanol"], n_train=[25], seeds=[0], steps={25: 1000}, workers=1))
+    assert auto_step_scale(cfg, step_s=1e-6, train_time_s=100) == cfg.max_step_scale
+    assert auto_step_scale(cfg, step_s=10.0, train_time_s=100) == cfg.min_step_scale
+    mid = auto_step_scale(cfg, step_s=0.05, train_time_s=100)
+    assert cfg.min_step_scale <= mid <= cfg.max_step_scale
+
+
+def test_claim_is_exclusive(tmp_path):
+    assert claim(tmp_path, "grid/a/N25/seed0")
+    assert not claim(tmp_path, "grid/a/N25/seed0")
+
+
+# --------------------------------------------------------------------------- training
+def test_device_option(tiny_rmd17):
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="cpu"):
+        resolve_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            resolve_device("cuda")
+
+
+def _tiny_cfg() -> FinetuneConfig:
+    return FinetuneConfig(model=ModelConfig(hidden_nf=8, n_layers=1), batch_size=4, lr=1e-3, scheduler="cosine",
+                          loss="mse_then_l1", normalisation="force_rms", device="cpu")
+
+
+def test_train_steps_budget_cut_and_resume(tmp_path, tiny_rmd17):
+    data = load_frames(tiny_rmd17)
+    train, val = data.subset(np.arange(12)), data.subset(np.arange(12, 18))
+    done = train_steps(_tiny_cfg(), train, val, val, tmp_path / "a", StepBudget(max_steps=6, val_every=3))
+    assert done["finished"] and done["steps"] == 6 and np.isfinite(done["test"]["force_mae_kcal_mol_A"])
+    assert (tmp_path / "a" / "model.pt").exists() and len((tmp_path / "a" / "log.csv").read_text().splitlines()) == 3
+    cut = train_steps(_tiny_cfg(), train, val, None, tmp_path / "b",
+                      StepBudget(max_steps=10_000, val_every=3, deadline_unix=time.time() - 1, save_model=False))
+    assert not cut["finished"] and cut["cut_by_deadline"] and cut["steps"] == 0 and cut["val"] is not None
+    resumed = train_steps(_tiny_cfg(), train, val, None, tmp_path / "b", StepBudget(max_steps=4, val_every=2))
+    assert resumed["finished"] and resumed["steps"] == 4
+    again = train_steps(_tiny_cfg(), train, val, None, tmp_path / "b", StepBudget(max_steps=4, val_every=2))
+    assert again == json.loads((tmp_path / "b" / "metrics.json").read_text())
+
+
+def test_cosine_lr_and_progress():
+    cfg = FinetuneConfig(lr=1e-3, min_lr=1e-5)
+    assert cosine_lr(cfg, 0.0) == pytest.approx(1e-3) and cosine_lr(cfg, 1.0) == pytest.approx(1e-5)
+    budget = StepBudget(max_steps=100, wall_budget_s=10.0)
+    assert budget.progress(50, 1.0) == 0.5 and budget.progress(10, 8.0) == 0.8
+    with pytest.raises(ValueError):
+        StepBudget()
+
+
+# --------------------------------------------------------------------------- reports
+def _fake_metrics(force: float, finished: bool = True, **extra) -> dict:
+    test = {"force_mae_kcal_mol_A": force, "energy_mae_kcal_mol": force / 2, "force_mae_meV_A": force * 43.364}
+    return {"finished": finished, "steps": 100, "max_steps": 100, "batch_size": 32, "train_wall_s": 10.0,
+            "device": "cuda (fake)", "test": test, "val": test, "n_train": 25, "n_val": 50, "epochs": 3.0, **extra}
+
+
+def _fake_session(root: Path) -> None:
+    for mol in ("ethanol", "aspirin"):
+        for n in (25, 100):
+            for seed in (0, 1, 2):
+                for init, f in (("pretrained", 1.0 / n), ("scratch", 2.0 / n)):
+                    run = root / "grid" / mol / f"N{n}" / init / f"seed{seed}"
+                    run.mkdir(parents=True)
+                    (run / "metrics.json").write_text(json.dumps(_fake_metrics(f * (1 + 0.1 * seed), seed != 2 or n != 100)))
+    run = root / "paper_regime" / "aspirin"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps(_fake_metrics(0.35, n_train=8133, n_val=500)))
+    (root / "go_0.json").write_text(json.dumps({"mps": True, "step_scale": 1.0, "bench": [{}] * 15,
+                                                "median_step_s": 0.03}))
+
+
+def test_reports_from_fake_run_folders(tmp_path):
+    root = tmp_path / "session"
+    _fake_session(root)
+    stats = aggregate_grid(collect_grid(root))
+    assert stats[("ethanol", 25, "pretrained")]["n"] == 3 and stats[("ethanol", 100, "scratch")]["n_cut"] == 1
+    paths = write_data_efficiency_report(root, tmp_path / "docs")
+    assert all(p.exists() for p in paths)
+    text = paths[0].read_text()
+    assert "| ethanol | 25 |" in text and "2.00×" in text and "2 cut" in text and "N=25: 100" in text
+    md = write_paper_regime_report(root, tmp_path / "docs", {"aspirin": {"test": {"force_mae_kcal_mol_A": 0.8}}},
+                                   [{"molecule": "aspirin", "new_val_force": 0.3, "old_val_force": 0.7, "shipped": True}])
+    body = md.read_text()
+    assert "**0.350**" in body and "6.6 / 8.2 meV/Å" in body and "≤ 0.40" in body and "| aspirin | 0.3000 | 0.7000 | yes |" in body
+
+
+def test_pack_results_limits(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_session_wf", REPO / "workflows" / "gpu_session.py")
+    wf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wf)
+    root = tmp_path / "session"
+    _fake_session(root)
+    (root / "paper_regime" / "aspirin" / "model.pt").write_bytes(b"x" * 1000)
+    (root / "grid" / "ethanol" / "N25" / "scratch" / "seed0" / "state.pt").write_bytes(b"x" * 1000)
+    written = wf.pack_results(root, tmp_path / "OUT")
+    assert [p.name for p in written] == ["results.tar.gz", "models_paper_regime_aspirin.tar.gz"]
+    with tarfile.open(written[0]) as tar:
+        names = tar.getnames()
+    assert "session/grid/ethanol/N25/scratch/seed0/metrics.json" in names and not any(n.endswith(".pt") for n in names)
+    assert "paper_regime/aspirin: finished" in wf.summary_text(root, 1.0)
+
+
+def test_ship_checkpoint_and_validation_comparison(tmp_path, tiny_rmd17):
+    from emgp_md.training.shipping import ship_checkpoint, validation_comparison
+
+    data = load_frames(tiny_rmd17)
+    train, val = data.subset(np.arange(12)), data.subset(np.arange(12, 18))
+    train_steps(_tiny_cfg(), train, val, val, tmp_path / "run", StepBudget(max_steps=2, val_every=1))
+    model = tmp_path / "run" / "model.pt"
+    new, old = validation_comparison(model, model, val)
+    assert new["force_mae_kcal_mol_A"] == pytest.approx(old["force_mae_kcal_mol_A"])
+    entry = ship_checkpoint(model, "ethanol", "fine-tuned 2 steps on 12 frames", tmp_path / "dest")
+    assert entry["formula"] == "C2H6O" and entry["training"].startswith("fine-tuned")
+    from emgp_md.models.checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(tmp_path / "dest" / "ethanol.pt")
+    assert meta["name"] == "ethanol" and len(meta["topology"]["positions_A"]) == 9

@@ -1,0 +1,55 @@
+"""Data-efficiency curves (issue #16 item 1): the authors' checkpoint vs scratch against N.
+
+Runs the ``grid`` of a session config (without its paper-regime runs) with
+``workflows/gpu_session.py``'s driver, then writes ``results_data_efficiency.md``/``.json`` and
+``figures/data_efficiency.png`` from the run folders. ``--report-only`` only rebuilds the report
+(e.g. from the unpacked results of an accelerator session).
+
+Examples (from the repository root)::
+
+    PYTHONPATH=$PWD python workflows/data_efficiency.py workflows/configs/gpu_session.yaml
+    PYTHONPATH=$PWD python workflows/data_efficiency.py --report-only --root runs/gpu_session --report-dir docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", help="session YAML (needed unless --report-only)")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--root", type=Path, help="session folder (default: the config's out)")
+    parser.add_argument("--report-dir", type=Path, default=Path("docs"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = args.root
+    if not args.report_only:
+        if not args.config:
+            parser.error("a session config is needed to run the grid")
+        from gpu_session import run_session
+
+        from emgp_md.training.gpu_session import load_session
+
+        overrides = {"paper_regime": {"molecules": []}, "paper_recipe": {"molecules": []}}
+        rc = run_session(args.config, overrides, None)
+        if rc != 0:
+            return rc
+        root = root or Path(load_session(args.config, overrides).out)
+    if root is None:
+        parser.error("--root is needed with --report-only")
+    from emgp_md.training.session_report import write_data_efficiency_report
+
+    for path in write_data_efficiency_report(root, args.report_dir):
+        logging.info("wrote %s", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
