@@ -199,9 +199,9 @@ def _pretrain_cpu_s(run: Path) -> float | None:
     if (run / "summary.json").exists():
         return json.loads((run / "summary.json").read_text()).get("cpu_s")
     if (run / "state.pt").exists():
-        import torch
+        from emgp_md.models.checkpoint import safe_torch_load
 
-        return torch.load(run / "state.pt", map_location="cpu", weights_only=True).get("cpu_s")
+        return safe_torch_load(run / "state.pt", what="training state").get("cpu_s")
     return None
 
 
