@@ -173,8 +173,8 @@ def _force(results: dict, rows: list[SpecRow], backbone: str, init: str, mol: st
 def pretrain_table(cfg: CampaignConfig) -> str:
     """Markdown table of the campaign's pretraining runs: epochs logged, best validation loss,
     last INP accuracy, CPU and wall time, molecules skipped for want of a hypergraph."""
-    lines = ["| run | backbone | epochs logged | best val loss | last val INP accuracy | CPU time (s) | wall time (min) | "
-             "molecules skipped |", "|---|---|---|---|---|---|---|---|"]
+    lines = [("| run | backbone | epochs logged | best val loss | last val INP accuracy | CPU time (s) | wall time (min) | "
+             "molecules skipped |"), "|---|---|---|---|---|---|---|---|"]
     for job in pretrain_jobs(cfg):
         backbone = (job.config.get("model") or {}).get("backbone", "egnn")
         rows = []
