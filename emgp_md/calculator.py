@@ -14,6 +14,7 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
+from emgp_md.concurrency import one_thread_at_a_time
 from emgp_md.data.bonds import BondWatch
 from emgp_md.data.convert import check_atoms, topology_for_atoms
 from emgp_md.data.features import validate_atomic_numbers
@@ -149,6 +150,7 @@ class EMGPCalculator(Calculator):
         backbone = torch.compile(model.backbone, dynamic=False)
         return EnergyModel(backbone, model.head, energy_scale=model.energy_scale, energy_shift=model.energy_shift)
 
+    @one_thread_at_a_time  # one instance is not thread-safe: a second thread gets a RuntimeError
     def calculate(
         self, atoms: Atoms | None = None, properties: list[str] | None = None, system_changes: list[str] = all_changes
     ) -> None:

@@ -35,13 +35,19 @@ class MDResult:
     log_csv : Path
         Per-frame energies (eV) and temperature (K).
     steps : int
-        Steps run.
+        Steps run (fewer than asked when ``stopped_by`` is set).
+    last_frame_step : int
+        Step of the last frame written to the trajectory and the log (-1: none).
+    stopped_by : BaseException or None
+        The exception (one of ``run_md``'s ``stop_on``) that ended the run early, or None.
     """
 
     atoms: Atoms
     trajectory: Path
     log_csv: Path
     steps: int
+    last_frame_step: int = -1
+    stopped_by: BaseException | None = None
 
 
 def init_velocities(atoms: Atoms, temperature_K: float, seed: int) -> None:
@@ -91,11 +97,18 @@ def run_md(
     seed: int = 0,
     interval: int = 10,
     progress: bool = True,
+    stop_on: tuple[type[BaseException], ...] = (),
 ) -> MDResult:
     """Run MD on ``atoms`` (calculator attached); write ``<prefix>.traj``, ``<prefix>.csv`` (energies in
     eV, temperature in K per frame) and ``<prefix>.json`` (the run settings).
 
     Velocities are drawn at ``temperature_K`` unless the atoms already carry momenta.
+
+    Whatever ends the run, the trajectory and the log are closed holding every frame written so far.
+    An exception of a type in ``stop_on`` (e.g. ``KeyboardInterrupt``,
+    :class:`~emgp_md.errors.BondChangeError`) ends the run early without being raised: the result
+    then has ``stopped_by`` set, ``steps`` the steps completed and ``atoms`` the geometry reached.
+    Any other exception propagates (after the files are closed).
     """
     from tqdm.auto import tqdm
 
@@ -117,24 +130,38 @@ def run_md(
     prefix.with_suffix(".json").write_text(json.dumps(settings, indent=2))
     traj = Trajectory(str(traj_path), "w", atoms)
     bar = tqdm(total=steps, desc=f"MD {ensemble}", unit="step", disable=not progress)
-    with csv_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
-        writer.writeheader()
+    last_frame = [-1]
+    stopped_by: BaseException | None = None
+    try:
+        with csv_path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+            writer.writeheader()
 
-        def record() -> None:
-            epot, ekin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
-            writer.writerow({"step": dyn.nsteps, "time_ps": dyn.nsteps * timestep_fs / 1000.0, "epot_eV": epot,
-                             "ekin_eV": ekin, "etot_eV": epot + ekin, "temperature_K": atoms.get_temperature()})
-            bar.update(dyn.nsteps - bar.n)
+            def record() -> None:
+                epot, ekin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
+                traj.write(atoms)
+                writer.writerow({"step": dyn.nsteps, "time_ps": dyn.nsteps * timestep_fs / 1000.0, "epot_eV": epot,
+                                 "ekin_eV": ekin, "etot_eV": epot + ekin, "temperature_K": atoms.get_temperature()})
+                fh.flush()
+                last_frame[0] = dyn.nsteps
+                bar.update(dyn.nsteps - bar.n)
 
-        dyn.attach(record, interval=interval)
-        dyn.attach(traj.write, interval=interval)
-        dyn.run(steps)
-    traj.close()
-    bar.close()
-    atoms.set_constraint(constraints)  # remove the FixCom that Langevin added
-    log.info("MD done: %d steps, trajectory %s, log %s", steps, traj_path, csv_path)
-    return MDResult(atoms=atoms, trajectory=traj_path, log_csv=csv_path, steps=steps)
+            dyn.attach(record, interval=interval)
+            try:
+                dyn.run(steps)
+            except stop_on as exc:
+                stopped_by = exc
+    finally:
+        traj.close()
+        bar.close()
+        atoms.set_constraint(constraints)  # remove the FixCom that Langevin added
+    if stopped_by is not None:
+        log.warning("MD stopped after %d of %d steps by %s; trajectory %s and log %s hold the frames up to step %d",
+                    dyn.nsteps, steps, type(stopped_by).__name__, traj_path, csv_path, last_frame[0])
+    else:
+        log.info("MD done: %d steps, trajectory %s, log %s", steps, traj_path, csv_path)
+    return MDResult(atoms=atoms, trajectory=traj_path, log_csv=csv_path, steps=dyn.nsteps,
+                    last_frame_step=last_frame[0], stopped_by=stopped_by)
 
 
 def energy_drift_meV_per_atom_ps(time_ps: np.ndarray, etot_eV: np.ndarray, n_atoms: int) -> float:

@@ -219,6 +219,8 @@ def fake_shipped(tmp_path, monkeypatch):
                     make_metadata(ModelConfig(hidden_nf=16, n_layers=2), [1, 6, 8], "kcal/mol", topology=None,
                                   name="acid-test", formula=acid.get_chemical_formula(mode="hill")))
     index["acid-test"] = {"file": "acid-test.pt", "formula": acid.get_chemical_formula(mode="hill")}
+    for entry in index.values():  # the hash every shipped file is checked against
+        entry["sha256"] = pretrained.file_sha256(folder / entry["file"])
     (folder / "index.json").write_text(json.dumps(index))
     monkeypatch.setattr(pretrained, "_folder", lambda: folder)
     return folder

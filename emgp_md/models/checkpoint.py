@@ -2,17 +2,34 @@
 
 File layout (a plain dict, format version :data:`FORMAT_VERSION`)::
 
-    {"format": "emgp-md", "format_version": 1, "metadata_json": str, "state_dict": {...}}
+    {"format": "emgp-md", "format_version": 2, "metadata_json": str, "state_dict": {...},
+     "content_sha256": str}
 
 Metadata keys: ``model`` (ModelConfig fields), ``species`` (atomic numbers), ``units``
 (``energy``, ``length``), ``normalisation`` (``energy_scale``, ``energy_shift``), ``topology``
 (reference ``z`` and bonds, or null), ``provenance``, ``metrics``, ``name``.
+
+Integrity (what :func:`read_checkpoint` refuses with :class:`~emgp_md.errors.ModelIntegrityError`):
+
+- ``content_sha256`` is the SHA-256 of the metadata JSON and of every tensor (name, dtype, shape,
+  raw bytes) in sorted name order (:func:`content_hash`); a file whose content does not hash to it
+  (flipped bytes, edited weights or metadata) is refused. Format version 1 files (written before
+  the hash existed) carry none: they are still read, with a logged warning; re-save them with
+  :func:`write_checkpoint` to add one. A version-2 file without a hash is refused.
+- Non-finite weights (NaN or inf) are refused, naming the tensors.
+- Missing or mistyped metadata keys are refused, naming the file and the key.
+- Files that need more than tensors and plain containers to load are refused; the refusal never
+  suggests loading with ``weights_only=False`` (that runs arbitrary code from the file).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,11 +37,18 @@ from typing import Any
 import torch
 
 from emgp_md.config import ModelConfig, from_dict, to_dict
+from emgp_md.errors import ModelIntegrityError
 from emgp_md.models import build_model
 from emgp_md.models.energy_model import EnergyModel
 
 FORMAT = "emgp-md"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_VERSIONS = (1,)  # read without a content hash, with a warning
+log = logging.getLogger(__name__)
+# metadata key -> the type its value must have
+_REQUIRED_METADATA: dict[str, type | tuple[type, ...]] = {"model": dict, "species": list, "units": dict,
+                                                           "normalisation": dict}
+_UNSAFE_HINT = re.compile(r"weights_only|safe_globals|trust", re.IGNORECASE)
 
 
 def make_metadata(
@@ -49,15 +73,21 @@ def make_metadata(
     return meta
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
+def _temp_beside(path: Path) -> str:
+    """A new empty temporary file ``.<name>.*.tmp`` in ``path``'s folder (mode 0666 minus umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint is an ordinary file
+    return tmp
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    tmp = _temp_beside(path)
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
@@ -66,15 +96,156 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             os.remove(tmp)
 
 
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    tmp = _temp_beside(path)
+    try:
+        Path(tmp).write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files that an interrupted :func:`atomic_save` left in ``folder``.
+
+    Call it only where no other process is writing into ``folder`` (e.g. when a run starts).
+    Returns the removed paths.
+    """
+    removed = []
+    for tmp in sorted(Path(folder).glob(".*.tmp")):
+        if tmp.is_file():
+            tmp.unlink()
+            removed.append(tmp)
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted write: %s", len(removed),
+                 ", ".join(p.name for p in removed))
+    return removed
+
+
+def content_hash(state: dict[str, torch.Tensor], metadata_json: str) -> str:
+    """SHA-256 (hex) of ``metadata_json`` and of every tensor of ``state`` in sorted name order.
+
+    Each tensor contributes its name, dtype, shape and raw bytes (C order), each field length-prefixed,
+    so the hash changes with any byte of the weights or of the metadata.
+    """
+    digest = hashlib.sha256()
+
+    def feed(chunk: bytes) -> None:
+        digest.update(len(chunk).to_bytes(8, "little"))
+        digest.update(chunk)
+
+    feed(metadata_json.encode("utf-8"))
+    for name in sorted(state):
+        tensor = state[name].detach().to("cpu").contiguous()
+        feed(name.encode("utf-8"))
+        feed(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+        feed(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``state`` with a NaN or infinite entry (sorted)."""
+    return sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+
+
+def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    """Write ``state`` (as given) and ``metadata`` atomically, with their content hash (current format)."""
+    bad = non_finite_tensors(state)
+    if bad:  # written anyway (a training run must not die here), but it will be refused on load
+        log.warning("checkpoint %s has non-finite weights in %s; loading it will be refused", path, ", ".join(bad))
+    meta_json = json.dumps(metadata)
+    atomic_save({"format": FORMAT, "format_version": FORMAT_VERSION, "metadata_json": meta_json, "state_dict": state,
+                 "content_sha256": content_hash(state, meta_json)}, path)
+
+
 def save_checkpoint(path: str | Path, model: EnergyModel, metadata: dict[str, Any]) -> None:
-    """Write ``model``'s weights (float32, CPU) and ``metadata`` atomically."""
+    """Write ``model``'s weights (float32, CPU) and ``metadata`` atomically, with their content hash."""
     meta = dict(metadata)
     meta["normalisation"] = {"energy_scale": model.energy_scale, "energy_shift": model.energy_shift}
     state = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()}
-    atomic_save(
-        {"format": FORMAT, "format_version": FORMAT_VERSION, "metadata_json": json.dumps(meta), "state_dict": state},
-        path,
-    )
+    write_checkpoint(path, state, meta)
+
+
+def _safe_message(exc: BaseException) -> str:
+    """``exc``'s message without torch's advice to load with ``weights_only=False`` or to allowlist globals."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:  # keep torch's diagnosis, drop its two ways of loading unsafely
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    sentences = re.split(r"(?<=[.!?])\s+|\n+", text.replace("\x1b[1m", "").replace("\x1b[0m", ""))
+    kept = " ".join(s.strip() for s in sentences if s.strip() and not _UNSAFE_HINT.search(s))
+    return kept or type(exc).__name__
+
+
+def safe_torch_load(path: str | Path, what: str = "checkpoint", map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` whose failures are :class:`ModelIntegrityError` naming ``path``.
+
+    The message never passes on torch's suggestion to retry with ``weights_only=False``.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
+        if "WeightsUnpickler" in str(exc) or "weights_only" in str(exc):
+            raise ModelIntegrityError(
+                f"{what} {str(path)!r} holds objects other than tensors and plain containers "
+                f"({_safe_message(exc)}); emgp-md never unpickles code from a file. Re-create it with emgp-md "
+                "(or convert the authors' file with `emgp-md import-official IN OUT`)"
+            ) from None
+        raise ModelIntegrityError(f"{what} {str(path)!r} is corrupt or not a torch file: {_safe_message(exc)}") from None
+
+
+def _check_metadata(path: Path, meta: Any) -> None:
+    """Raise :class:`ModelIntegrityError` naming ``path`` for missing or mistyped metadata keys."""
+    if not isinstance(meta, dict):
+        raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata is a {type(meta).__name__}, not a JSON object")
+    for key, kind in _REQUIRED_METADATA.items():
+        if key not in meta:
+            raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata has no {key!r} key")
+        if not isinstance(meta[key], kind):
+            raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata {key!r} is a {type(meta[key]).__name__}, "
+                                      f"expected a {'JSON object' if kind is dict else 'list'}")
+    if not all(isinstance(z, int) and not isinstance(z, bool) for z in meta["species"]):
+        raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata 'species' must be atomic numbers (integers), "
+                                  f"got {meta['species']!r}")
+    if not isinstance(meta["units"].get("energy"), str):
+        raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata 'units' has no 'energy' unit string")
+    for key in ("energy_scale", "energy_shift"):
+        value = meta["normalisation"].get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata 'normalisation' {key!r} must be a finite "
+                                      f"number, got {value!r}")
+    if not isinstance(meta.get("topology"), dict | None):
+        raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata 'topology' must be a JSON object or null")
+
+
+def _check_content(path: Path, raw: dict[str, Any], version: int) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict and metadata JSON of ``raw``, checked against its content hash and for finite weights."""
+    state, meta_json = raw.get("state_dict"), raw.get("metadata_json")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ModelIntegrityError(f"checkpoint {str(path)!r}: 'state_dict' is not a dict of named tensors")
+    if not isinstance(meta_json, str):
+        raise ModelIntegrityError(f"checkpoint {str(path)!r}: 'metadata_json' is not a string")
+    expected = raw.get("content_sha256")
+    if version in LEGACY_VERSIONS:
+        log.warning("checkpoint %s (format version %d) carries no content hash, so its integrity cannot be "
+                    "checked; re-save it to add one", path, version)
+    elif not isinstance(expected, str):
+        raise ModelIntegrityError(f"checkpoint {str(path)!r} (format version {version}) has no content hash")
+    else:
+        actual = content_hash(state, meta_json)
+        if actual != expected:
+            raise ModelIntegrityError(
+                f"checkpoint {str(path)!r} is corrupt or was modified: its content hashes to {actual}, "
+                f"the file records {expected}. Use an intact copy (re-download, re-install or re-train it)"
+            )
+    bad = non_finite_tensors(state)
+    if bad:
+        raise ModelIntegrityError(f"checkpoint {str(path)!r} has non-finite (NaN or inf) weights in "
+                                  f"{len(bad)} tensor(s): {', '.join(bad)}")
+    return state, meta_json
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -84,33 +255,44 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    ModelIntegrityError
+        If the file is corrupt (unreadable, content hash mismatch), holds non-finite weights or bad
+        metadata, or needs unsafe unpickling.
     ValueError
-        If the file is corrupt, not an emgp-md checkpoint, or of an unsupported format version.
+        If it is not an emgp-md checkpoint or of an unsupported format version.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise ValueError(f"checkpoint {str(path)!r} is corrupt or not a torch file: {exc}") from exc
+    raw = safe_torch_load(path)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         hint = ""
         if isinstance(raw, dict) and "model" in raw:
             hint = "; it looks like the authors' 3D-EMGP checkpoint: convert it with `emgp-md import-official IN OUT`"
         raise ValueError(f"{str(path)!r} is not an emgp-md checkpoint{hint}")
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"checkpoint {str(path)!r} has format version {version}; this emgp-md reads {FORMAT_VERSION}")
-    return raw["state_dict"], json.loads(raw["metadata_json"])
+    if version != FORMAT_VERSION and version not in LEGACY_VERSIONS:
+        raise ValueError(f"checkpoint {str(path)!r} has format version {version}; this emgp-md reads "
+                         f"{', '.join(map(str, (*LEGACY_VERSIONS, FORMAT_VERSION)))}")
+    state, meta_json = _check_content(path, raw, version)
+    try:
+        meta = json.loads(meta_json)
+    except json.JSONDecodeError as exc:
+        raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata is not valid JSON ({exc})") from None
+    _check_metadata(path, meta)
+    return state, meta
 
 
 def load_checkpoint(path: str | Path) -> tuple[EnergyModel, dict[str, Any]]:
     """Rebuild the model of a checkpoint (on CPU, float32, eval mode) and return it with its metadata."""
     state, meta = read_checkpoint(path)
-    cfg = from_dict(ModelConfig, meta["model"])
-    norm = meta.get("normalisation", {})
-    model = build_model(cfg, energy_scale=norm.get("energy_scale", 1.0), energy_shift=norm.get("energy_shift", 0.0))
+    norm = meta["normalisation"]
+    try:
+        cfg = from_dict(ModelConfig, meta["model"])
+        model = build_model(cfg, energy_scale=norm["energy_scale"], energy_shift=norm["energy_shift"])
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata 'model' is not a valid model configuration "
+                                  f"({exc})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -11,11 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from emgp_md.config import ModelConfig
 from emgp_md.models import build_model
-from emgp_md.models.checkpoint import make_metadata, save_checkpoint
+from emgp_md.models.checkpoint import make_metadata, safe_torch_load, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 
 log = logging.getLogger(__name__)
@@ -49,10 +47,7 @@ def import_official(in_path: str | Path, out_path: str | Path | None = None) -> 
     in_path = Path(in_path)
     if not in_path.is_file():
         raise FileNotFoundError(f"official checkpoint {str(in_path)!r} does not exist")
-    try:
-        raw = torch.load(in_path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{str(in_path)!r} is corrupt or not a torch file: {exc}") from exc
+    raw = safe_torch_load(in_path, what="official checkpoint")  # errors never suggest weights_only=False
     if not isinstance(raw, dict) or "model" not in raw:
         raise ValueError(f"{str(in_path)!r} is not a 3D-EMGP checkpoint (no 'model' state dict)")
     src = raw["model"]

@@ -27,13 +27,20 @@ from emgp_md.config import PretrainConfig, to_dict
 from emgp_md.data.graph import collate
 from emgp_md.data.topology import Topology
 from emgp_md.models import build_model, hypergraph_options, needs_hypergraph
-from emgp_md.models.checkpoint import atomic_save, make_metadata, save_checkpoint
+from emgp_md.models.checkpoint import (
+    atomic_save,
+    atomic_write_text,
+    make_metadata,
+    remove_stale_temp_files,
+    safe_torch_load,
+    save_checkpoint,
+)
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.pretrain.hypergraphs import HypergraphCache, HypergraphSamples
 from emgp_md.pretrain.noise import noise_levels
 from emgp_md.pretrain.objectives import draw_noise, pretrain_losses
 from emgp_md.training.budget import CpuBudget
-from emgp_md.training.csvlog import append_row
+from emgp_md.training.csvlog import append_row, drop_epochs_from
 from emgp_md.training.distributed import DistInfo, allreduce_gradients, allreduce_sum, broadcast_parameters, shard
 
 log = logging.getLogger(__name__)
@@ -132,20 +139,24 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
         raise ValueError("cpu_budget_s is a single-process budget; leave it out under torchrun")
     start_epoch, start_step, best, wall, skipped, cpu_before = 0, 0, math.inf, 0.0, 0, 0.0
     state_path = out / "state.pt"
+    if info.is_main:
+        remove_stale_temp_files(out)  # left by a write that a crash interrupted
     if resume and state_path.exists():
-        st = torch.load(state_path, map_location=info.device, weights_only=True)
+        st = safe_torch_load(state_path, what="training state", map_location=info.device)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         start_epoch, start_step, best, wall, skipped = st["epoch"], st["step"], st["best"], st["wall_s"], st["skipped"]
         cpu_before = float(st.get("cpu_s", 0.0))
         log.info("resumed at epoch %d step %d", start_epoch, start_step)
+        if info.is_main:  # rows of epochs after the saved state would be logged twice
+            drop_epochs_from(out / "log.csv", start_epoch)
     elif info.is_main:  # a fresh run: no log lines of an earlier run
         for name in ("log.csv", "hypergraphs.json"):
             (out / name).unlink(missing_ok=True)
     meta = _metadata(cfg, sigmas, len(train))
     if info.is_main:
-        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
 
     def save_state(epoch: int, step: int) -> None:
         if info.is_main:
@@ -228,9 +239,7 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
 
 def _write_json(path: Path, doc: dict) -> None:
     """Write ``doc`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(doc, indent=2))
 
 
 def _report_hypergraphs(cache: HypergraphCache, epoch: int, out: Path, info: DistInfo) -> None:

@@ -1,11 +1,13 @@
 """Shipped fine-tuned models (package data) and how to find them.
 
-Each model is ``<name>.pt`` in this folder, listed in ``index.json`` with its chemical formula
-and test metrics, so ``EMGPCalculator()`` works offline on a fresh machine.
+Each model is ``<name>.pt`` in this folder, listed in ``index.json`` with its chemical formula,
+test metrics and the SHA-256 of the file, so ``EMGPCalculator()`` works offline on a fresh machine.
+:func:`model_path` checks the file against that hash before handing it out.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -26,12 +28,48 @@ def available_models() -> dict[str, dict[str, Any]]:
     return _index()
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_shipped_file(name: str, path: Path, expected: str | None) -> None:
+    """Raise :class:`~emgp_md.errors.ModelIntegrityError` unless ``path`` hashes to ``expected``."""
+    from emgp_md.errors import ModelIntegrityError
+
+    reinstall = "Reinstall the emgp-md package (pip install --force-reinstall from where you installed it) to restore it"
+    if not path.is_file():
+        raise ModelIntegrityError(f"shipped model {name!r}: file {str(path)!r} is missing. {reinstall}")
+    if not expected:
+        raise ModelIntegrityError(f"shipped model {name!r}: index.json records no sha256 for {path.name}. {reinstall}")
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ModelIntegrityError(
+            f"shipped model {name!r}: file {str(path)!r} has SHA-256 {actual}, index.json expects {expected}; "
+            f"the file is damaged or was changed. {reinstall}"
+        )
+
+
 def model_path(name: str) -> Path:
-    """Path of a shipped model by name (e.g. ``"aspirin"``)."""
+    """Path of a shipped model by name (e.g. ``"aspirin"``), checked against its SHA-256 in ``index.json``.
+
+    Raises
+    ------
+    ValueError
+        No shipped model of that name.
+    ModelIntegrityError
+        The file is missing or its hash is not the recorded one.
+    """
     index = _index()
     if name not in index:
         raise ValueError(f"no shipped model named {name!r}; shipped models: {sorted(index) or 'none'}")
-    return _folder() / index[name]["file"]
+    path = _folder() / index[name]["file"]
+    verify_shipped_file(name, path, index[name].get("sha256"))
+    return path
 
 
 def model_for_formula(formula: str) -> str:

@@ -173,8 +173,8 @@ def _force(results: dict, rows: list[SpecRow], backbone: str, init: str, mol: st
 def pretrain_table(cfg: CampaignConfig) -> str:
     """Markdown table of the campaign's pretraining runs: epochs logged, best validation loss,
     last INP accuracy, CPU and wall time, molecules skipped for want of a hypergraph."""
-    lines = ["| run | backbone | epochs logged | best val loss | last val INP accuracy | CPU time (s) | wall time (min) | "
-             "molecules skipped |", "|---|---|---|---|---|---|---|---|"]
+    lines = [("| run | backbone | epochs logged | best val loss | last val INP accuracy | CPU time (s) | wall time (min) | "
+             "molecules skipped |"), "|---|---|---|---|---|---|---|---|"]
     for job in pretrain_jobs(cfg):
         backbone = (job.config.get("model") or {}).get("backbone", "egnn")
         rows = []
@@ -199,9 +199,9 @@ def _pretrain_cpu_s(run: Path) -> float | None:
     if (run / "summary.json").exists():
         return json.loads((run / "summary.json").read_text()).get("cpu_s")
     if (run / "state.pt").exists():
-        import torch
+        from emgp_md.models.checkpoint import safe_torch_load
 
-        return torch.load(run / "state.pt", map_location="cpu", weights_only=True).get("cpu_s")
+        return safe_torch_load(run / "state.pt", what="training state").get("cpu_s")
     return None
 
 

@@ -23,11 +23,18 @@ from emgp_md.data.graph import repeat_topology
 from emgp_md.data.rmd17 import ENERGY_UNIT, Frames, load_frames, train_val_split
 from emgp_md.data.topology import Topology, topology_from_positions
 from emgp_md.models import build_model, hypergraph_options, needs_hypergraph, paper_init_
-from emgp_md.models.checkpoint import atomic_save, make_metadata, save_checkpoint
+from emgp_md.models.checkpoint import (
+    atomic_save,
+    atomic_write_text,
+    make_metadata,
+    remove_stale_temp_files,
+    safe_torch_load,
+    save_checkpoint,
+)
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.models.forces import energy_and_forces
 from emgp_md.training.budget import CpuBudget
-from emgp_md.training.csvlog import append_row
+from emgp_md.training.csvlog import append_row, drop_epochs_from
 from emgp_md.training.distributed import DistInfo, allreduce_gradients, allreduce_sum, broadcast_parameters, shard
 from emgp_md.training.evaluate import evaluate
 from emgp_md.training.losses import energy_force_loss
@@ -173,18 +180,22 @@ def finetune(
     if cfg.cpu_budget_s is not None and info.world_size > 1:
         raise ValueError("cpu_budget_s is a single-process budget; leave it out under torchrun")
     start_epoch, best_val, wall, cpu_before = 0, float("inf"), 0.0, 0.0
+    if info.is_main:
+        remove_stale_temp_files(out)  # left by a write that a crash interrupted
     if resume and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = safe_torch_load(state_path, what="training state")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch, best_val, wall = state["epoch"] + 1, state["best_val"], state["wall_s"]
         cpu_before = float(state.get("cpu_s", 0.0))
         log.info("resumed from %s at epoch %d", state_path, start_epoch)
+        if info.is_main:  # rows of epochs after the saved state would be logged twice
+            drop_epochs_from(out / "log.csv", start_epoch)
     elif info.is_main and (out / "log.csv").exists():
         (out / "log.csv").unlink()
     if info.is_main:
-        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
     meta = make_metadata(
         cfg.model, sorted(set(data.z.tolist())), ENERGY_UNIT, topology=topo.to_dict(), kind="finetuned",
         provenance={"data": cfg.data, "label_set": cfg.label_set, "n_train": cfg.n_train, "n_val": cfg.n_val,
@@ -259,7 +270,7 @@ def finalize(cfg: FinetuneConfig, out: Path, topo: Topology, epochs_run: int, wa
         from emgp_md.plotting import plot_learning_curve, save_figure
 
         save_figure(plot_learning_curve(out / "log.csv"), out / "learning_curve.png")
-    except Exception as exc:  # a failed plot must not lose a finished training
+    except Exception as exc:  # noqa: BLE001 - a failed plot must not lose a finished training
         log.warning("learning-curve plot failed: %s", exc)
     log.info("fine-tuning done: %s", json.dumps(result))
     return result

@@ -2,7 +2,9 @@
 
 ``ship`` copies a finished fine-tuning run into ``emgp_md/pretrained`` with the reference geometry
 (the frame the bond graph was frozen from), the chemical formula, split and machine in its metadata,
-and updates ``index.json``. ``select_best`` picks, per molecule, the pretrained run with the lowest
+and updates ``index.json`` (with the file's SHA-256, checked whenever a shipped model is loaded).
+``rehash_shipped`` re-saves shipped checkpoints that carry no content hash and rewrites every
+``sha256`` of ``index.json``. ``select_best`` picks, per molecule, the pretrained run with the lowest
 *validation* force MAE (the test frames are never used to choose).
 """
 
@@ -21,7 +23,16 @@ from ase import Atoms
 
 from emgp_md.config import FinetuneConfig, from_dict
 from emgp_md.data.rmd17 import load_frames, train_val_split
-from emgp_md.models.checkpoint import load_checkpoint, save_checkpoint
+from emgp_md.models.checkpoint import (
+    LEGACY_VERSIONS,
+    atomic_write_text,
+    load_checkpoint,
+    read_checkpoint,
+    safe_torch_load,
+    save_checkpoint,
+    write_checkpoint,
+)
+from emgp_md.pretrained import file_sha256
 
 PACKAGE_DATA = Path(__file__).resolve().parents[1] / "pretrained"
 log = logging.getLogger(__name__)
@@ -62,11 +73,60 @@ def ship(run_dir: Path, name: str, dest: Path = PACKAGE_DATA) -> dict[str, Any]:
         "wall_time_s": metrics.get("wall_s"),
         "val": metrics.get("val"),
         "test": metrics.get("test"),
+        "sha256": file_sha256(dest / f"{name}.pt"),
     }
-    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    _write_index(index_path, index)
     log.info("shipped %s (%s) -> %s", name, formula, dest / f"{name}.pt")
     return index[name]
 
+def _write_index(path: Path, index: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def add_content_hash(path: Path) -> bool:
+    """Re-save a format-1 checkpoint (no content hash) with one; weights and metadata stay bit for bit.
+
+    Returns whether the file was rewritten (False: it already carries a hash).
+
+    Raises
+    ------
+    RuntimeError
+        If the re-saved file does not read back with the same tensors and metadata (then the
+        original is left in place).
+    """
+    raw = safe_torch_load(path)
+    if raw.get("format_version") not in LEGACY_VERSIONS:
+        read_checkpoint(path)  # current format: verify it, nothing to add
+        return False
+    state, meta = read_checkpoint(path)
+    tmp = path.with_name(f".{path.name}.rehash.tmp")
+    try:
+        write_checkpoint(tmp, state, meta)
+        state2, meta2 = read_checkpoint(tmp)
+        same = (meta2 == meta and json.dumps(meta2) == raw["metadata_json"] and state2.keys() == state.keys()
+                and all(state2[k].dtype == v.dtype and state2[k].shape == v.shape
+                        and state2[k].numpy().tobytes() == v.numpy().tobytes() for k, v in state.items()))
+        if not same:
+            raise RuntimeError(f"re-saving {path} with a content hash changed its content; original kept")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("added a content hash to %s", path)
+    return True
+
+
+def rehash_shipped(dest: Path = PACKAGE_DATA) -> dict[str, str]:
+    """Give every shipped checkpoint of ``dest`` a content hash and rewrite ``index.json``'s ``sha256``.
+
+    Returns ``{name: sha256}``.
+    """
+    index_path = dest / "index.json"
+    index = json.loads(index_path.read_text())
+    for name, entry in sorted(index.items()):
+        add_content_hash(dest / entry["file"])
+        entry["sha256"] = file_sha256(dest / entry["file"])
+    _write_index(index_path, index)
+    return {name: entry["sha256"] for name, entry in sorted(index.items())}
 
 
 def select_best(results: dict[str, dict[str, dict[str, Any]]], candidates: list[str]) -> dict[str, str]:
