@@ -116,14 +116,19 @@ def run_md(
         raise ValueError("attach a calculator first, e.g. atoms.calc = EMGPCalculator()")
     if steps < 0 or timestep_fs <= 0 or interval < 1:
         raise ValueError(f"need steps >= 0, timestep_fs > 0, interval >= 1 (got {steps}, {timestep_fs}, {interval})")
-    atoms.get_potential_energy()  # the structure is checked (and refused) before anything is drawn or written
     prefix = Path(out_prefix)
+    traj_path, csv_path = prefix.with_suffix(".traj"), prefix.with_suffix(".csv")
+    try:
+        atoms.get_potential_energy()  # the structure is checked (and refused) before anything is drawn or written
+    except stop_on as exc:
+        log.warning("MD stopped before its first step by %s; nothing was written", type(exc).__name__)
+        return MDResult(atoms=atoms, trajectory=traj_path, log_csv=csv_path, steps=0, last_frame_step=-1,
+                        stopped_by=exc)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     if not atoms.get_momenta().any():
         init_velocities(atoms, temperature_K, seed)
     constraints = list(atoms.constraints)
     dyn = make_dynamics(atoms, ensemble, timestep_fs, temperature_K, friction_per_fs, seed)
-    traj_path, csv_path = prefix.with_suffix(".traj"), prefix.with_suffix(".csv")
     settings = {"ensemble": ensemble, "temperature_K": temperature_K, "timestep_fs": timestep_fs, "steps": steps,
                 "friction_per_fs": friction_per_fs if ensemble == "langevin" else None, "seed": seed,
                 "interval": interval, "n_atoms": len(atoms), "formula": atoms.get_chemical_formula()}
