@@ -261,3 +261,18 @@ def test_ship_checkpoint_and_validation_comparison(tmp_path, tiny_rmd17):
 
     _, meta = load_checkpoint(tmp_path / "dest" / "ethanol.pt")
     assert meta["name"] == "ethanol" and len(meta["topology"]["positions_A"]) == 9
+    from emgp_md.pretrained import file_sha256
+
+    assert entry["sha256"] == file_sha256(tmp_path / "dest" / "ethanol.pt")  # verified on every load
+
+
+def test_plateau_runs_are_marked_and_their_gains_bracketed():
+    from emgp_md.training.session_report import data_efficiency_table, on_plateau
+
+    cell = {"n": 3, "n_cut": 0, "steps": [100], "energy_mean": 1.0, "energy_std": 0.1}
+    stats = {("ethanol", 25, "pretrained"): {**cell, "force_mean": 2.0, "force_std": 0.1},
+             ("ethanol", 25, "scratch"): {**cell, "force_mean": 20.1, "force_std": 0.0}}
+    assert on_plateau(20.1, 20.2) and not on_plateau(2.0, 20.2) and not on_plateau(20.1, None)
+    table = data_efficiency_table(stats, {"ethanol": 20.2})
+    assert "20.100 ± 0.000 (plateau)" in table and "(10.05×)" in table
+    assert "(plateau)" not in data_efficiency_table(stats)

@@ -64,13 +64,16 @@ def _evaluate(name: str, atoms: Atoms) -> tuple[float, np.ndarray]:
 
 
 def test_covalent_perception_reproduces_every_stored_reference_graph():
-    """The covalent-radius graph of each reference frame is the 1.6 Å graph the model was trained with."""
+    """The covalent-radius graph of each reference frame is the graph the model was trained with (the
+    authors' 1.6 Å rule for the train_01 models; the paper-regime malonaldehyde frame has a C–C bond
+    stretched to 1.61 Å, which that rule would have dropped)."""
     for name in MODELS:
         _, meta = load_checkpoint(model_path(name))
         ref = Topology.from_dict(meta["topology"])
         pos = np.asarray(meta["topology"]["positions_A"])
         np.testing.assert_array_equal(perceive_bonds(ref.z, pos), ref.bonds)
-        np.testing.assert_array_equal(bonds_from_distances(pos), ref.bonds)
+        if "_train_01.npz" in str(meta.get("provenance", {}).get("split", "")):
+            np.testing.assert_array_equal(bonds_from_distances(pos), ref.bonds)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -21,12 +21,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+def zero_force_baseline(data_dir: Path) -> dict[str, float]:
+    """Molecule → force MAE (kcal/mol/Å) of predicting F = 0 on its test_01 frames; empty without packs."""
+    import numpy as np
+
+    from emgp_md.data.packed import load_packed
+
+    out = {}
+    for path in sorted(Path(data_dir).glob("rmd17_*_packed.npz")):
+        pack = load_packed(path)
+        out[path.name.split("_")[1]] = float(np.abs(pack.test01().forces).mean())
+    if not out:
+        logging.warning("no packed frames in %s: plateau runs are not marked", data_dir)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", help="session YAML (needed unless --report-only)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--root", type=Path, help="session folder (default: the config's out)")
     parser.add_argument("--report-dir", type=Path, default=Path("docs"))
+    parser.add_argument("--data-dir", type=Path, default=Path(".gpu_data"),
+                        help="packed frames (workflows/pack_gpu_data.py): the zero-force baseline that marks plateau runs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = args.root
@@ -46,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--root is needed with --report-only")
     from emgp_md.training.session_report import write_data_efficiency_report
 
-    for path in write_data_efficiency_report(root, args.report_dir):
+    for path in write_data_efficiency_report(root, args.report_dir, zero_force_baseline(args.data_dir)):
         logging.info("wrote %s", path)
     return 0
 

@@ -96,23 +96,42 @@ def _session_facts(root: Path) -> dict[str, Any]:
             "median_step_ms": 1000 * go.get("median_step_s", float("nan"))}
 
 
-def data_efficiency_table(stats: dict[tuple[str, int, str], dict[str, Any]]) -> str:
-    """Markdown table: one row per (molecule, N), both inits, gain = scratch / pretrained force MAE."""
+PLATEAU_FRACTION = 0.95
+
+
+def on_plateau(force_mae: float, zero_force_mae: float | None) -> bool:
+    """A model whose force MAE is within 5 % of predicting zero forces has not learnt forces (the plateau)."""
+    return zero_force_mae is not None and force_mae >= PLATEAU_FRACTION * zero_force_mae
+
+
+def data_efficiency_table(stats: dict[tuple[str, int, str], dict[str, Any]],
+                          zero_force: dict[str, float] | None = None) -> str:
+    """Markdown table: one row per (molecule, N), both inits, gain = scratch / pretrained force MAE.
+
+    ``zero_force`` (molecule → MAE of predicting F = 0 on the test frames, kcal/mol/Å) marks runs on
+    the zero-force plateau; their gains are not a measure of pretraining and are shown in brackets.
+    """
+    zero_force = zero_force or {}
     lines = ["| molecule | N | pretrained F | scratch F | gain (F) | pretrained E | scratch E | gain (E) | seeds (pre/scr) | steps |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     cells = sorted({(m, n) for m, n, _ in stats})
     for mol, n in cells:
         p, s = stats.get((mol, n, "pretrained")), stats.get((mol, n, "scratch"))
 
+        def flat(x: dict[str, Any] | None) -> bool:
+            return bool(x and x["n"] and on_plateau(x["force_mean"], zero_force.get(mol)))
+
         def fmt(x: dict[str, Any] | None, kind: str) -> str:
             if not x or not x["n"]:
                 return "–"
-            return f"{x[kind + '_mean']:.3f} ± {x[kind + '_std']:.3f}"
+            text = f"{x[kind + '_mean']:.3f} ± {x[kind + '_std']:.3f}"
+            return text + " (plateau)" if kind == "force" and flat(x) else text
 
         def gain(kind: str) -> str:
             if not (p and s and p["n"] and s["n"]):
                 return "–"
-            return f"{s[kind + '_mean'] / p[kind + '_mean']:.2f}×"
+            text = f"{s[kind + '_mean'] / p[kind + '_mean']:.2f}×"
+            return f"({text})" if flat(p) or flat(s) else text
 
         seeds = f"{p['n'] if p else 0}/{s['n'] if s else 0}"
         cut = (p["n_cut"] if p else 0) + (s["n_cut"] if s else 0)
@@ -124,8 +143,10 @@ def data_efficiency_table(stats: dict[tuple[str, int, str], dict[str, Any]]) -> 
     return "\n".join(lines)
 
 
-def plot_data_efficiency(stats: dict[tuple[str, int, str], dict[str, Any]], title: str) -> Any:
-    """Log-log force MAE vs N, one panel per molecule, both inits, min–max bars over seeds."""
+def plot_data_efficiency(stats: dict[tuple[str, int, str], dict[str, Any]], title: str,
+                         zero_force: dict[str, float] | None = None) -> Any:
+    """Log-log force MAE vs N, one panel per molecule, both inits, min–max bars over seeds; a dashed line
+    at the MAE of predicting zero forces (the plateau) where ``zero_force`` gives it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,6 +167,8 @@ def plot_data_efficiency(stats: dict[tuple[str, int, str], dict[str, Any]], titl
             hi = np.array([v["force_max"] for _, v in pts]) - mean
             label = "authors' checkpoint" if init == "pretrained" else "from scratch"
             ax.errorbar(ns, mean, yerr=[lo, hi], marker="o", capsize=3, color=color, label=label)
+        if zero_force and mol in zero_force:
+            ax.axhline(zero_force[mol], color="grey", ls="--", lw=1, label="F = 0 (zero-force plateau)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(mol)
@@ -160,8 +183,14 @@ def plot_data_efficiency(stats: dict[tuple[str, int, str], dict[str, Any]], titl
     return fig
 
 
-def write_data_efficiency_report(root: str | Path, report_dir: str | Path) -> list[Path]:
-    """Write ``results_data_efficiency.md``/``.json`` and ``figures/data_efficiency.png`` from ``root``."""
+def write_data_efficiency_report(root: str | Path, report_dir: str | Path,
+                                 zero_force: dict[str, float] | None = None) -> list[Path]:
+    """Write ``results_data_efficiency.md``/``.json`` and ``figures/data_efficiency.png`` from ``root``.
+
+    ``zero_force``: molecule → force MAE of predicting zero forces on ``test_01`` (kcal/mol/Å), to mark
+    runs that never left the zero-force plateau.
+    """
+    zero_force = zero_force or {}
     from emgp_md.plotting import save_figure
 
     root, report_dir = Path(root), Path(report_dir)
@@ -175,7 +204,7 @@ def write_data_efficiency_report(root: str | Path, report_dir: str | Path) -> li
              f"mean over seeds, bars min–max. {budget}")
     fig_path = report_dir / "figures" / "data_efficiency.png"
     fig_path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(plot_data_efficiency(stats, title), fig_path)
+    save_figure(plot_data_efficiency(stats, title, zero_force), fig_path)
     cut = [r["run"] for r in records if not r["finished"]]
     md = [
         "# Data efficiency: the authors' checkpoint vs scratch (issue #16 item 1)",
@@ -192,8 +221,9 @@ def write_data_efficiency_report(root: str | Path, report_dir: str | Path) -> li
         "Force MAE kcal/mol/Å, energy MAE kcal/mol, mean ± standard deviation over the finished seeds; "
         "gain = scratch / pretrained (> 1: the checkpoint helps).",
         "",
-        data_efficiency_table(stats),
+        data_efficiency_table(stats, zero_force),
         "",
+        *_plateau_note(stats, zero_force),
         f"![data efficiency](figures/{fig_path.name})",
         "",
         f"Runs cut by the session deadline (not in the means): {len(cut)}" + (":" if cut else "."),
@@ -202,10 +232,25 @@ def write_data_efficiency_report(root: str | Path, report_dir: str | Path) -> li
     md_path = report_dir / "results_data_efficiency.md"
     md_path.write_text("\n".join(md) + "\n")
     json_path = report_dir / "results_data_efficiency.json"
-    json_path.write_text(json.dumps({"budget": budget, "session": session,
+    json_path.write_text(json.dumps({"budget": budget, "session": session, "zero_force_mae": zero_force,
                                      "stats": [{"molecule": m, "n_train": n, "init": i, **v}
                                                for (m, n, i), v in stats.items()]}, indent=2))
     return [md_path, json_path, fig_path]
+
+
+def _plateau_note(stats: dict[tuple[str, int, str], dict[str, Any]], zero_force: dict[str, float]) -> list[str]:
+    """A paragraph saying which cells sat on the zero-force plateau (their gains are not fair)."""
+    if not zero_force:
+        return ["(Zero-force baseline not given: plateau runs are not marked.)", ""]
+    base = ", ".join(f"{m} {v:.2f}" for m, v in sorted(zero_force.items()))
+    flat = sorted({(m, i) for (m, n, i), v in stats.items() if v["n"] and on_plateau(v["force_mean"], zero_force.get(m))})
+    if not flat:
+        return [f"No run sat on the zero-force plateau (force MAE of predicting F = 0: {base} kcal/mol/Å).", ""]
+    listing = ", ".join(f"{m} {i}" for m, i in flat)
+    return [f"**Not a fair comparison where marked (plateau):** these runs ended within "
+            f"{100 * (1 - PLATEAU_FRACTION):.0f} % of the force MAE of predicting zero forces ({base} kcal/mol/Å), "
+            f"i.e. they never learnt forces: {listing}. Their gains (in brackets) measure the recipe's failure "
+            "to leave the zero-force plateau from scratch at this step budget, not what pretraining saves.", ""]
 
 
 def collect_long_runs(root: str | Path) -> list[dict[str, Any]]:

@@ -175,9 +175,9 @@ def ship_checkpoint(model_path: Path, name: str, training: str, dest: Path = PAC
         "init": "pretrained" if meta["provenance"].get("pretrained") else "scratch",
         "pretrained": meta["provenance"].get("pretrained"), "epochs": metrics.get("epochs"),
         "steps": metrics.get("steps"), "wall_time_s": metrics.get("train_wall_s"), "val": metrics.get("val"),
-        "test": metrics.get("test"), "training": training,
+        "test": metrics.get("test"), "training": training, "sha256": file_sha256(dest / f"{name}.pt"),
     }
-    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    _write_index(index_path, index)
     log.info("shipped %s (%s) -> %s", name, formula, dest / f"{name}.pt")
     return index[name]
 
