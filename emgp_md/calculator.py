@@ -174,6 +174,14 @@ class EMGPCalculator(Calculator):
         self.results["free_energy"] = e_eV
         self.results["forces"] = f_eV_A
 
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        """ASE's change detection; an ``Atoms`` object identical to the last computed structure is adopted
+        as the same structure (ASE then serves the cached results without calling :meth:`calculate`)."""
+        changes = super().check_state(atoms, tol)
+        if not changes and self._graph is not None:
+            self._source = weakref.ref(atoms)
+        return changes
+
     def _is_new_structure(self, atoms: Atoms | None, system_changes: list[str]) -> bool:
         """A structure the frozen graph was not derived for: first call, other numbers, another ``Atoms`` object.
 

@@ -277,3 +277,17 @@ def test_cli_md_refuses_a_bad_structure_before_anything_else(tmp_path, caplog):
     assert main(["md", str(tmp_path / "bad.extxyz"), "--out", str(out), "--steps", "2", "--quiet"]) == 2
     assert "non-finite positions for atom index(es) [3]" in caplog.text
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_a_copy_served_from_the_cache_is_the_same_structure():
+    """ASE answers an identical copy from its cache without calculate(); the copy then moving on is a run."""
+    ref = reference_atoms("ethanol")
+    calc = EMGPCalculator("ethanol", on_bond_change="warn")
+    ref.calc = calc
+    ref.get_potential_energy()
+    work = ref.copy()
+    work.calc = calc
+    work.get_potential_energy()  # cached: same geometry
+    h = int(np.nonzero(work.numbers == 1)[0][0])
+    work.positions[h] += [1.5, 0.0, 0.0]  # a broken bond of the adopted structure: watched, not re-perceived
+    assert np.isfinite(work.get_potential_energy())

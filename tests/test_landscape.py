@@ -165,7 +165,8 @@ def test_hessian_of_model_matches_its_calculator(small_checkpoint, ethanol):
 
 # --------------------------------------------------------------------------- grids
 def test_grid_centre_is_calculator_energy_and_batches_match(small_checkpoint, ethanol):
-    calc = EMGPCalculator(model=small_checkpoint, dtype="float64")
+    # grid corners stretch bonds past the bond-change limit: compare numbers on the frozen graph
+    calc = EMGPCalculator(model=small_checkpoint, dtype="float64", on_bond_change="warn")
     d1, d2 = random_directions(ethanol.positions, seed=0)
     land = energy_grid(calc, ethanol, d1, d2, extent_A=0.5, n=5, method="random (seed 0)")
     atoms = ethanol.copy()
@@ -252,8 +253,10 @@ def test_harmonic_bond_scan_moves_the_fragment(ethanol):
     assert scan.energies_eV.min() == pytest.approx(0.0, abs=1e-12)  # only the scanned bond is strained
 
 
-def test_relaxed_angle_and_dihedral_scans(small_checkpoint, ethanol):
-    ethanol.calc = EMGPCalculator(model=small_checkpoint, dtype="float64")
+def test_relaxed_angle_and_dihedral_scans(ethanol):
+    # a harmonic bond model holds the molecule together (a random network's relaxation tears it apart,
+    # which the calculator now refuses)
+    ethanol.calc = HarmonicPairs.at_rest(ethanol.positions, bonds_from_distances(ethanol.positions))
     angles = scan_angle(ethanol, (1, 0, 2), [100.0, 105.0, 110.0], relax=True, fmax_eV_per_A=0.01, steps=15)
     dihedrals = scan_dihedral(ethanol, (2, 0, 1, 8), [0.0, 120.0, 240.0], relax=True, fmax_eV_per_A=0.01, steps=15)
     for scan, targets in ((angles, [100.0, 105.0, 110.0]), (dihedrals, [0.0, 120.0, 240.0])):

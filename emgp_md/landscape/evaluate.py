@@ -189,6 +189,10 @@ class CalculatorEvaluator:
     def __post_init__(self) -> None:
         self._work = self.atoms.copy()
         self._work.calc = self.calc
+        from emgp_md.calculator import EMGPCalculator
+
+        if isinstance(self.calc, EMGPCalculator):
+            self._work.get_potential_energy()  # freezes the bond graph at the template, not at the first point
 
     def __call__(self, positions: np.ndarray) -> np.ndarray:
         positions = _check_frames(positions, len(self.atoms))
