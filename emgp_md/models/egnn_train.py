@@ -211,7 +211,7 @@ def dense_energy_and_forces(model: nn.Module, graph: GraphBatch) -> tuple[torch.
     egnn = model.backbone
     types = graph.dense_edge_type
     n_graphs, n, _ = types.shape
-    pos = graph.pos.detach().view(n_graphs, n, 3)
+    pos = graph.pos.view(n_graphs, n, 3)  # forces stay differentiable in pos too (Hessian tests)
     diff = pos.unsqueeze(2) - pos.unsqueeze(1)  # x_i - x_j, Å
     radial = (diff * diff).sum(dim=-1, keepdim=True)
     n_types = egnn.gcl_0.edge_mlp[0].in_features - 2 * egnn.hidden_nf - 1
