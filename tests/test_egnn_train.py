@@ -13,6 +13,7 @@ from conftest import make_small_model, topo_of
 from emgp_md.config import ModelConfig
 from emgp_md.data.graph import GraphBatch, collate, repeat_topology
 from emgp_md.models import build_model, egnn_train
+from emgp_md.models.egnn_fused import forces_only
 from emgp_md.models.egnn_train import SiluGrad, dense_energy_and_forces, explicit_forces, explicit_forces_apply
 from emgp_md.models.forces import energy_and_forces
 from emgp_md.training.losses import energy_force_loss
@@ -139,6 +140,9 @@ def test_fallback_to_autograd(count_explicit: list[int]) -> None:
     assert count_explicit[0] == 0
     energy_and_forces(model, dense, training=True)
     assert count_explicit[0] == 1
+    with forces_only():  # a training call nested in an inference block still trains
+        _, f_n = energy_and_forces(model, dense, training=True)
+    assert count_explicit[0] == 2 and f_n.requires_grad
     assert egnn_train.explicit_forces_apply(make_small_model(seed=5), dense)
 
 

@@ -45,7 +45,7 @@ def energy_and_forces(
     forces : (n_atoms, 3) model energy unit per Å
     """
     if training and explicit_forces_apply(model, graph):
-        with torch.enable_grad():
+        with torch.enable_grad(), forces_only(False):  # plain head even inside an inference block
             return dense_energy_and_forces(model, graph)
     with torch.enable_grad(), forces_only(not training):
         pos = graph.pos.detach().requires_grad_(True)
