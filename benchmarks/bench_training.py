@@ -1,16 +1,23 @@
 """Training throughput: molecules per second of one fine-tuning step, ours against the reference.
 
 Protocol (``shared/docs/benchmarks.md``): a fine-tuning step on aspirin at batch 32 = forward,
-forces by autograd with ``create_graph=True``, the paper's loss (L1, 0.2·energy + 0.8·force, on
-energies normalised by the training std), backward, Adam step. Ours
-(:func:`emgp_md.models.forces.energy_and_forces` with ``training=True``) and the reference
-(:func:`reference_egnn.reference_energy_and_forces` with ``create_graph=True``) start from the
-same weights (paper size, 7 × 128), each with its own Adam optimiser, and take turns on the same
-batches (the order alternates). Batches (seeded, from ``rmd17_aspirin_train_01``) are built
-before timing; a step's time covers forward, force graph, loss, backward and optimiser step.
+differentiable forces, the paper's loss (L1, 0.2·energy + 0.8·force, on energies normalised by
+the training std), backward, Adam step. Three implementations start from the same weights (paper
+size, 7 × 128), each with its own Adam optimiser, and take turns on the same batches (round robin,
+the order rotating every step, so that load from other jobs hits all of them alike):
 
-Before timing, the loss and every parameter gradient of the first batch are compared between the
-two implementations, in float32 and in float64; the exit status is 1 when they disagree.
+- ``ours``: :func:`emgp_md.models.forces.energy_and_forces` with ``training=True``, i.e. the
+  explicit dense forces of :mod:`emgp_md.models.egnn_train` where they apply;
+- ``ours_autograd``: the same model with those switched off
+  (:func:`~emgp_md.models.egnn_train.explicit_forces` ``(False)``): dense forward, forces by
+  autograd with ``create_graph=True``;
+- ``reference``: :func:`reference_egnn.reference_energy_and_forces` (per-edge, ``create_graph=True``).
+
+Batches (seeded, from ``rmd17_aspirin_train_01``) are built before timing; a step's time covers
+forward, force graph, loss, backward and optimiser step.
+
+Before timing, the loss and every parameter gradient of the first batch are compared between each
+of ours and the reference, in float32 and in float64; the exit status is 1 when they disagree.
 
 Example::
 
@@ -52,6 +59,7 @@ from reference_egnn import (
 
 log = logging.getLogger("bench_training")
 ENERGY_WEIGHT, FORCE_WEIGHT = 0.2, 0.8
+IMPLEMENTATIONS = ("ours", "ours_autograd", "reference")
 
 
 @dataclass
@@ -105,12 +113,15 @@ def make_batches(molecule: str, batch_size: int, n_batches: int, seed: int) -> t
     return batches, topo, shift, scale
 
 
-def ours_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """Fine-tuning loss of emgp-md's model (forces with ``create_graph=True``)."""
+def ours_loss(model: torch.nn.Module, batch: Batch, explicit: bool = True) -> torch.Tensor:
+    """Fine-tuning loss of emgp-md's model (differentiable forces); ``explicit=False`` switches the
+    explicit dense forces off (plain autograd with ``create_graph=True``)."""
+    from emgp_md.models.egnn_train import explicit_forces
     from emgp_md.models.forces import energy_and_forces
     from emgp_md.training.losses import energy_force_loss
 
-    pred_e, pred_f = energy_and_forces(model, batch.graph, training=True)
+    with explicit_forces(explicit):
+        pred_e, pred_f = energy_and_forces(model, batch.graph, training=True)
     return energy_force_loss(
         pred_e, pred_f, batch.true_e, batch.true_f, model.energy_scale, ENERGY_WEIGHT, FORCE_WEIGHT
     )
@@ -145,14 +156,16 @@ def check_equal(
     batch: Batch,
     dtype: torch.dtype,
     tol: float,
+    explicit: bool = True,
 ) -> dict[str, Any]:
-    """Compare loss and all parameter gradients of one step (copies of the models, in ``dtype``)."""
+    """Compare loss and all parameter gradients of one step (copies of the models, in ``dtype``);
+    ``explicit`` selects ``ours`` or ``ours_autograd``."""
     o, r = copy.deepcopy(ours).to(dtype).train(), copy.deepcopy(ref).to(dtype).train()
     b = batch.to(dtype)
     inp = ReferenceInputs(
         inputs.node_features.to(dtype), inputs.edge_index, inputs.edge_attr.to(dtype), inputs.batch, inputs.n_graphs
     )
-    loss_o, g_o = gradients(o, lambda: ours_loss(o, b))
+    loss_o, g_o = gradients(o, lambda: ours_loss(o, b, explicit))
     loss_r, g_r = gradients(r, lambda: reference_loss(r, inp, b))
     if set(g_o) != set(g_r):
         raise RuntimeError(f"parameter names differ: {sorted(set(g_o) ^ set(g_r))}")
@@ -165,6 +178,7 @@ def check_equal(
     d_loss = abs(loss_o - loss_r)
     ok = d_loss <= tol * (1 + abs(loss_r)) and worst_rel <= tol
     return {
+        "implementation": "ours" if explicit else "ours_autograd",
         "dtype": str(dtype).replace("torch.", ""),
         "loss_ours": loss_o,
         "loss_reference": loss_r,
@@ -186,15 +200,23 @@ def time_steps(
     warmup: int,
     lr: float,
 ) -> dict[str, list[float]]:
-    """Alternate full training steps of both implementations on the same batches; per-step wall times."""
+    """Round-robin full training steps of the implementations on the same batches (the order rotates
+    every step); per-step wall times. ``ours_autograd`` trains its own copy of ``ours``."""
+    plain = copy.deepcopy(ours).train()
     ours.train()
     ref.train()
-    opts = {"ours": torch.optim.Adam(ours.parameters(), lr=lr), "reference": torch.optim.Adam(ref.parameters(), lr=lr)}
-    losses = {"ours": lambda b: ours_loss(ours, b), "reference": lambda b: reference_loss(ref, inputs, b)}
-    times: dict[str, list[float]] = {"ours": [], "reference": []}
+    models = {"ours": ours, "ours_autograd": plain, "reference": ref}
+    opts = {k: torch.optim.Adam(m.parameters(), lr=lr) for k, m in models.items()}
+    losses = {
+        "ours": lambda b: ours_loss(ours, b),
+        "ours_autograd": lambda b: ours_loss(plain, b, explicit=False),
+        "reference": lambda b: reference_loss(ref, inputs, b),
+    }
+    times: dict[str, list[float]] = {k: [] for k in IMPLEMENTATIONS}
     for i in range(warmup + steps):
         batch = batches[i % len(batches)]
-        for impl in ("ours", "reference") if i % 2 == 0 else ("reference", "ours"):
+        k = i % len(IMPLEMENTATIONS)
+        for impl in IMPLEMENTATIONS[k:] + IMPLEMENTATIONS[:k]:
             t0 = time.perf_counter()
             loss = losses[impl](batch)
             opts[impl].zero_grad(set_to_none=True)
@@ -206,6 +228,13 @@ def time_steps(
         if (i + 1) % 10 == 0:
             log.info("step %d / %d", i + 1, warmup + steps)
     return times
+
+
+def paired_ratios(times: dict[str, list[float]]) -> dict[str, float]:
+    """Median over rounds of ``t_reference / t_impl`` within each round robin round: steps taken
+    seconds apart, so load from other jobs largely cancels (more robust than a ratio of medians)."""
+    ref = np.asarray(times["reference"])
+    return {k: float(np.median(ref / np.asarray(v))) for k, v in times.items() if k != "reference"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -259,13 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     checks = []
     if not args.no_check:
-        for dtype, tol in ((torch.float32, args.tol32), (torch.float64, args.tol64)):
-            checks.append(check_equal(ours, ref, inputs, batches[0], dtype, tol))
-            log.info("gradient check %s", checks[-1])
+        for explicit in (True, False):
+            for dtype, tol in ((torch.float32, args.tol32), (torch.float64, args.tol64)):
+                checks.append(check_equal(ours, ref, inputs, batches[0], dtype, tol, explicit))
+                log.info("gradient check %s", checks[-1])
     times = time_steps(ours, ref, inputs, batches, args.steps, args.warmup, args.lr)
     stats = {k: summarize_ms(v) for k, v in times.items()}
+    paired = paired_ratios(times)
     rows = []
-    for impl in ("ours", "reference"):
+    for impl in IMPLEMENTATIONS:
         s = stats[impl]
         rows.append(
             [
@@ -273,15 +304,19 @@ def main(argv: list[str] | None = None) -> int:
                 s["median_ms"],
                 f"{s['p10_ms']:.4g}–{s['p90_ms']:.4g}",
                 args.batch_size / (s["median_ms"] * 1e-3),
-                f"{s['median_ms'] / stats['ours']['median_ms']:.2f}×",
+                f"{stats['reference']['median_ms'] / s['median_ms']:.2f}×",
+                f"{paired[impl]:.2f}×" if impl in paired else "1.00×",
             ]
         )
     out = [
-        f"Training throughput, {args.molecule} ({topo.n_atoms} atoms), batch {args.batch_size}, {spec.label}, "
+        (f"Training throughput, {args.molecule} ({topo.n_atoms} atoms), batch {args.batch_size}, {spec.label}, "
         f"{args.threads} thread(s), {args.steps} timed steps after {args.warmup} warm-up; "
-        f"{info['cpu_model']}, torch {info['torch']}, {info['date_utc']}",
+        f"{info['cpu_model']}, torch {info['torch']}, {info['date_utc']}"),
         "",
-        markdown_table(["implementation", "median ms/step", "p10–p90 ms", "molecules/s", "time / ours"], rows),
+        ("speed / reference: ratio of median step times; paired ratio: median over round-robin rounds of "
+        "t_reference / t_impl within the round."),
+        "",
+        markdown_table(["implementation", "median ms/step", "p10–p90 ms", "molecules/s", "speed / reference", "paired ratio"], rows),
     ]
     if checks:
         out += [
@@ -289,9 +324,10 @@ def main(argv: list[str] | None = None) -> int:
             "Ours vs reference, first batch, same weights (loss and all parameter gradients):",
             "",
             markdown_table(
-                ["dtype", "loss ours", "|Δloss|", "max rel Δgrad", "worst parameter", "tol", "pass"],
+                ["implementation", "dtype", "loss ours", "|Δloss|", "max rel Δgrad", "worst parameter", "tol", "pass"],
                 [
                     [
+                        c["implementation"],
                         c["dtype"],
                         f"{c['loss_ours']:.8g}",
                         f"{c['abs_dloss']:.3g}",
@@ -306,8 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
     out += [
         "",
-        f"- model: {spec.description}; energy normalisation from {args.molecule} train_01 "
-        f"(mean {shift:.6g}, std {scale:.4g} kcal/mol)",
+        (f"- model: {spec.description}; energy normalisation from {args.molecule} train_01 "
+        f"(mean {shift:.6g}, std {scale:.4g} kcal/mol)"),
     ]
     print("\n".join(out))
     write_json(
@@ -328,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
                 for k in times
             },
             "ratio_reference_to_ours": stats["reference"]["median_ms"] / stats["ours"]["median_ms"],
+            "ratio_reference_to_ours_autograd": stats["reference"]["median_ms"] / stats["ours_autograd"]["median_ms"],
+            "ratio_ours_autograd_to_ours": stats["ours_autograd"]["median_ms"] / stats["ours"]["median_ms"],
+            "paired_ratio_reference_to": paired,
             "equality": checks,
         },
     )

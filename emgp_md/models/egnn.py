@@ -11,8 +11,9 @@ fraction of the cost. The state-dict keys match the authors' checkpoint.
 
 For energy + forces inference on dense molecules (inside
 :func:`~emgp_md.models.egnn_fused.forces_only`, or with gradients off) all layers run as one
-fused autograd node with a hand-written backward (:mod:`emgp_md.models.egnn_fused`); training
-uses the plain operations below.
+fused autograd node with a hand-written backward (:mod:`emgp_md.models.egnn_fused`). Training
+on dense molecules writes the forces out explicitly (:mod:`emgp_md.models.egnn_train`, same
+numbers); elsewhere it uses the plain operations below and autograd.
 """
 
 from __future__ import annotations

@@ -73,7 +73,10 @@ class EnergyModel(nn.Module):
         -------
         (n_graphs,) float, model energy unit
         """
-        h = self.node_features(graph)
+        return self.energy_from_features(self.node_features(graph), graph)
+
+    def energy_from_features(self, h: torch.Tensor, graph: GraphBatch) -> torch.Tensor:
+        """Energies (n_graphs,) from node features ``h`` (n_atoms, hidden_nf) of ``graph``."""
         return self.head(h, graph.batch, graph.n_graphs) * self.energy_scale
 
     def energy_and_pooled(self, graph: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:

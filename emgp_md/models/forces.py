@@ -6,6 +6,7 @@ import torch
 
 from emgp_md.data.graph import GraphBatch
 from emgp_md.models.egnn_fused import forces_only
+from emgp_md.models.egnn_train import dense_energy_and_forces, explicit_forces_apply
 
 
 def forces_from_energy(energy: torch.Tensor, pos: torch.Tensor, training: bool) -> torch.Tensor:
@@ -33,13 +34,19 @@ def energy_and_forces(
         Keep the graph of the gradient (``create_graph=True``) so a force loss can be
         back-propagated. Off for inference, MD and evaluation; then the model runs inside
         :func:`~emgp_md.models.egnn_fused.forces_only` and may use fused first-order kernels
-        (same numbers, gradients with respect to positions only).
+        (same numbers, gradients with respect to positions only). For training, an EGNN on
+        equal-size dense molecules gets its forces written out explicitly
+        (:func:`~emgp_md.models.egnn_train.dense_energy_and_forces`, same numbers, faster);
+        other models use autograd with ``create_graph=True``.
 
     Returns
     -------
     energy : (n_graphs,) model energy unit, without the constant shift
     forces : (n_atoms, 3) model energy unit per Å
     """
+    if training and explicit_forces_apply(model, graph):
+        with torch.enable_grad(), forces_only(False):  # plain head even inside an inference block
+            return dense_energy_and_forces(model, graph)
     with torch.enable_grad(), forces_only(not training):
         pos = graph.pos.detach().requires_grad_(True)
         energy = model(graph.with_pos(pos))
