@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from emgp_md.training.shipping import ship
+from emgp_md.reproduce.shipping import ship
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from emgp_md.plotting import save_figure
-from emgp_md.training.campaign import CampaignConfig
+from emgp_md.plots import pyplot, save_figure
+from emgp_md.reproduce.campaign import CampaignConfig
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +128,7 @@ def budgets(results: dict) -> str:
 
 def plot_force_mae(results: dict, molecules: list[str], path: Path) -> Path:
     """Grouped bars: test force MAE per molecule for scratch, ours and official, SchNet bar as a marker."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     specs = [("scratch", "scratch (4×64)", "#bbbbbb"), ("ours", "our pretraining (4×64)", "#4c72b0"),
              ("official", "authors' checkpoint (7×128)", "#dd8452")]
