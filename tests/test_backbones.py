@@ -13,6 +13,7 @@ from emgp_md.config import ModelConfig, from_dict
 from emgp_md.data.graph import collate
 from emgp_md.data.topology import topology_from_positions
 from emgp_md.models import BACKBONES, build_backbone, build_model
+from emgp_md.models.base import Backbone
 from emgp_md.models.checkpoint import load_checkpoint, make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.pretrain.noise import noise_levels
@@ -65,13 +66,13 @@ def test_configuration_errors() -> None:
 
 
 @pytest.mark.parametrize("backbone", CUTOFF_BACKBONES)
-def test_update_coords_not_supported(backbone: str, ethanol) -> None:
+def test_backbone_protocol(backbone: str, ethanol) -> None:
+    """SchNet and ET implement the Backbone protocol: graph in, (n_atoms, hidden_nf) features out."""
     model = small(backbone)
+    assert isinstance(model.backbone, Backbone) and not model.backbone.needs_hypergraph
     g = collate([topo_of(ethanol)], [ethanol.positions])
-    h, shift = model.backbone(g.z, g.pos, g.edge_index, g.edge_type, dense_edge_type=g.dense_edge_type)
-    assert h.shape == (len(ethanol), 16) and shift is None
-    with pytest.raises(NotImplementedError, match="coordinate"):
-        model.backbone(g.z, g.pos, g.edge_index, g.edge_type, update_coords=True)
+    h = model.backbone(g)
+    assert h.shape == (len(ethanol), model.backbone.hidden_nf) and h.dtype == g.pos.dtype
 
 
 @pytest.mark.parametrize("head", ["atomwise", "pooled"])
