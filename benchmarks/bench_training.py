@@ -1,6 +1,6 @@
 """Training throughput: molecules per second of one fine-tuning step, ours against the reference.
 
-Protocol (``shared/docs/benchmarks.md``): a fine-tuning step on aspirin at batch 32 = forward,
+Protocol (``docs/benchmarks.md``): a fine-tuning step on aspirin at batch 32 = forward,
 forces by autograd with ``create_graph=True``, the paper's loss (L1, 0.2·energy + 0.8·force, on
 energies normalised by the training std), backward, Adam step. Ours
 (:func:`emgp_md.models.forces.energy_and_forces` with ``training=True``) and the reference

@@ -169,7 +169,7 @@ def _two_waters(gap_A: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("backbone", CUTOFF_BACKBONES)
 def test_no_interaction_beyond_cutoff(backbone: str) -> None:
     """With an atomwise head, molecules farther apart than r_c add up exactly, also at r_c < d < 2 r_c
-    where the authors' bare cosine SchNet cutoff grows back (method doc 7.8) and the authors' ET
+    where the authors' bare cosine SchNet cutoff grows back (docs/method.md §7.8) and the authors' ET
     still exchanges vector messages (7.9)."""
     cutoff_A = 3.0
     model = small(backbone, seed=9, cutoff_A=cutoff_A)
@@ -212,7 +212,7 @@ def test_pretraining_losses_have_gradients(backbone: str) -> None:
     loss.backward()
     named = dict(model.backbone.named_parameters())
     dead = [name for name, p in named.items() if p.grad is None]
-    assert all("coord_mlp" in name for name in dead), f"parameters without gradient: {dead}"  # EGNN: method doc 7.10
+    assert all("coord_mlp" in name for name in dead), f"parameters without gradient: {dead}"  # EGNN: docs/method.md §7.10
     grads = [p.grad for p in named.values() if p.grad is not None]
     assert all(torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0

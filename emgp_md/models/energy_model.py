@@ -3,7 +3,7 @@
 The model returns ``scale * head(backbone(graph))`` in its energy unit; the constant
 ``energy_shift`` (e.g. the mean total energy of a molecule, ~ -4·10⁵ kcal/mol for aspirin) is
 added separately in float64 by :meth:`EnergyModel.total_energy`, because float32 cannot resolve
-such energies better than ~0.03 kcal/mol (method doc 7.7).
+such energies better than ~0.03 kcal/mol (docs/method.md §7.7).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SchNet as built by 3D-EMGP for its "different backbones" figure (method doc 1.3).
+"""SchNet as built by 3D-EMGP for its "different backbones" figure (docs/method.md §1.3).
 
 Schütt et al. (NeurIPS 2017), in the layout of the authors' ``mgp/layers/schnet.py``:
 
@@ -10,7 +10,7 @@ Schütt et al. (NeurIPS 2017), in the layout of the authors' ``mgp/layers/schnet
   filter ``W_ij = [Lin–ssp–Lin](edge features) · C(d_ij)``;
 - per-atom output ``Lin(H→H/2)–ssp–Lin(H/2→H)``, so the heads see ``H`` features.
 
-**Cutoff fix (method doc 7.8).** The authors multiply the filter by the bare cosine
+**Cutoff fix (docs/method.md §7.8).** The authors multiply the filter by the bare cosine
 ``½(cos(π d/r_c) + 1)`` on a fully connected graph. Beyond ``r_c`` (10 Å) that factor grows back
 to 1 at ``2 r_c``, so atoms 15–20 Å apart interact as strongly as bonded ones, which noised
 pretraining inputs (σ up to 10 Å) reach routinely. Here the distance is clamped at ``r_c`` before

@@ -1,6 +1,6 @@
 """SE3Set: equivariant hypergraph transformer (Wu et al., arXiv 2405.16511, TMLR 2025).
 
-Written from method-se3set.md §2 and the authors' ``se3set/model`` ("an Equiformer version of
+Written from docs/method.md §S2 (Wu et al., arXiv 2405.16511) and the authors' ``se3set/model`` ("an Equiformer version of
 AllSet's SetGNN"). Atoms ``i`` and anchored hyperedges ``ε = (F, i)`` of a frozen
 :class:`~emgp_md.data.hypergraph.Hypergraph` carry features of irreps ``V`` (MD17:
 128x0e+64x1o+32x2e); every block passes messages atom → hyperedge (V2E, with geometry) and

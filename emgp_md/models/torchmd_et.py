@@ -1,4 +1,4 @@
-"""TorchMD-Net equivariant transformer ("ET") as built by 3D-EMGP (method doc 1.4).
+"""TorchMD-Net equivariant transformer ("ET") as built by 3D-EMGP (docs/method.md §1.4).
 
 Thölke & De Fabritiis (ICLR 2022), in the configuration of the authors' ``mgp/layers/et.py``:
 
@@ -14,7 +14,7 @@ Thölke & De Fabritiis (ICLR 2022), in the configuration of the authors' ``mgp/l
 
 Two deviations from the authors' code, both so that the model is the one its paper describes:
 
-1. **Vector messages respect the cutoff (method doc 7.9).** The authors' vector message
+1. **Vector messages respect the cutoff (docs/method.md §7.9).** The authors' vector message
    ``v_j ⊙ s¹_ij + s²_ij r̂_ij`` is not multiplied by the cutoff, so on the fully connected graph
    pairs beyond ``r_c`` keep exchanging vector features through the hop-type part of ``f_ij``;
    upstream TorchMD-Net never sees such pairs (radius graph). Here the vector message is

@@ -1,4 +1,4 @@
-"""3D-EMGP pretraining losses (method doc 2 and 3): EFP, INP and the Table-3 ablations.
+"""3D-EMGP pretraining losses (docs/method.md §2 and 3): EFP, INP and the Table-3 ablations.
 
 Noise is drawn per molecule from a generator seeded by ``(seed, epoch, sample id)``, so a sample
 gets the same level and perturbation whichever process or batch position it lands in; losses are
@@ -48,7 +48,7 @@ def draw_noise(
 
 
 def perturb(graph: GraphBatch, sigma_atom: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Perturbed positions (n_atoms, 3) Å (method doc 2.3).
+    """Perturbed positions (n_atoms, 3) Å (docs/method.md §2.3).
 
     ``X̃ᵗ = X̃ᵗ⁻¹ + η_t s(X̃ᵗ⁻¹, X) + √(2η_t) σ ξ_t`` with ``η_t = 2⁻ᵗ``, from ``X̃⁰ = X``. One step
     (the released setting) is ``X + σξ`` since ``s(X, X) = 0``.
