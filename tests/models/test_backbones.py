@@ -44,7 +44,7 @@ def small(backbone: str, seed: int = 0, cutoff_A: float | None = None, **kw: obj
 
 
 def test_registry_and_paper_sizes() -> None:
-    assert BACKBONES == ("egnn", "schnet", "et", "se3set")  # SE3Set needs a hypergraph: tests/test_se3set.py
+    assert BACKBONES == ("egnn", "schnet", "et", "se3set")  # SE3Set needs a hypergraph: tests/models/test_se3set.py
     counts = {b: sum(p.numel() for p in build_backbone(ModelConfig(backbone=b)).parameters()) for b in ALL}
     assert counts == {"egnn": 852_103, "schnet": 565_824, "et": 1_584_996}
     assert build_backbone(ModelConfig(backbone="schnet")).cutoff_A == 10.0
