@@ -1,6 +1,6 @@
 """Calculator latency on aspirin (21 atoms): emgp-md's EMGPCalculator against the reference EGNN.
 
-Protocol (``shared/docs/benchmarks.md``, "Speed"): one
+Protocol (``docs/benchmarks.md``, "Speed"): one
 ``calc.calculate(atoms, ["energy", "forces"], all_changes)`` per call, positions jittered by
 N(0, 1e-3 Å) around the starting geometry before every call (seeded) so that nothing is cached,
 20 warm-up calls, median of 200. All variants are run round-robin within each call (the order

@@ -1,6 +1,6 @@
 """MD throughput, NVE energy drift and batched-replica throughput of emgp-md models.
 
-Protocols (``shared/docs/benchmarks.md``):
+Protocols (``docs/benchmarks.md``):
 
 - **MD throughput**: ASE ``VelocityVerlet``, 0.5 fs, 1000 timed steps after 100 warm-up steps,
   300 K start, no logger or trajectory attached; steps/s and ns/day, float32 and float64.

@@ -1,6 +1,6 @@
 """Training throughput: molecules per second of one fine-tuning step, ours against the reference.
 
-Protocol (``shared/docs/benchmarks.md``): a fine-tuning step on aspirin at batch 32 = forward,
+Protocol (``docs/benchmarks.md``): a fine-tuning step on aspirin at batch 32 = forward,
 differentiable forces, the paper's loss (L1, 0.2·energy + 0.8·force, on energies normalised by
 the training std), backward, Adam step. Three implementations start from the same weights (paper
 size, 7 × 128), each with its own Adam optimiser, and take turns on the same batches (round robin,

@@ -55,7 +55,7 @@ def _md(args: argparse.Namespace) -> int:
     from emgp_md.errors import BondChangeError
     from emgp_md.md import run_md
     from emgp_md.outputs import check_outputs
-    from emgp_md.plotting import plot_md_log, save_figure
+    from emgp_md.plots.md import plot_md_log, save_figure
     from emgp_md.pretrained import load_structure
 
     out = Path(args.out)
@@ -139,11 +139,12 @@ def _pretrain_report(args: argparse.Namespace) -> int:
 
     from emgp_md.config import ModelConfig, from_dict
     from emgp_md.models import hypergraph_options, needs_hypergraph
-    from emgp_md.plotting import save_figure
+    from emgp_md.plots import save_figure
+    from emgp_md.plots.pretraining import plot_diagnostics
     from emgp_md.pretrain.data import load_split
+    from emgp_md.pretrain.diagnostics import level_diagnostics
     from emgp_md.pretrain.hypergraphs import HypergraphCache, HypergraphSamples
     from emgp_md.pretrain.noise import noise_levels
-    from emgp_md.pretrain.report import level_diagnostics, plot_diagnostics
     from emgp_md.training.transfer import load_any_checkpoint
 
     _, val = load_split(args.data, args.n_val_molecules, args.seed)
@@ -245,7 +246,7 @@ def _fragment(args: argparse.Namespace) -> int:
     stats = hypergraph_statistics(hg, atoms.positions)
     records = fragment_records(hg)
     if args.png:
-        from emgp_md.fragment_plot import draw_fragments
+        from emgp_md.plots.fragments import draw_fragments
 
         draw_fragments(hg, mol, args.png)
         log.info("wrote %s", args.png)

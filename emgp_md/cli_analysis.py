@@ -50,8 +50,8 @@ def add_landscape_parser(sub: Any) -> argparse.ArgumentParser:
 def landscape_command(args: argparse.Namespace) -> int:
     """Run ``emgp-md landscape``: grids for every model on shared directions, files and figure."""
     from emgp_md.landscape import energy_grid, save_landscapes
-    from emgp_md.landscape_plots import plot_landscapes
-    from emgp_md.plotting import save_figure
+    from emgp_md.plots import save_figure
+    from emgp_md.plots.landscape import plot_landscapes
     from emgp_md.pretrained import load_structure
 
     atoms = load_structure(args.structure)
@@ -137,8 +137,8 @@ def read_frames(path: str | Path, numbers: np.ndarray | None = None) -> np.ndarr
 def _error_maps(args: argparse.Namespace, evaluators: dict[str, Any], prefix: Path) -> list[Path]:
     from emgp_md.data.rmd17 import load_frames
     from emgp_md.landscape import pc_energy_map
-    from emgp_md.landscape_plots import plot_pc_energy_map
-    from emgp_md.plotting import save_figure
+    from emgp_md.plots import save_figure
+    from emgp_md.plots.landscape import plot_pc_energy_map
 
     if not args.frames or Path(args.frames).suffix != ".npz":
         raise ValueError("--error-map needs --frames with an rMD17 .npz (frames with reference energies)")
@@ -185,8 +185,8 @@ def add_analyze_parser(sub: Any) -> argparse.ArgumentParser:
 def analyze_command(args: argparse.Namespace) -> int:
     """Run ``emgp-md analyze``: analysis JSON and figure, summary printed to stdout."""
     from emgp_md.analysis import analyze_trajectory
-    from emgp_md.landscape_plots import plot_md_analysis
-    from emgp_md.plotting import save_figure
+    from emgp_md.plots import save_figure
+    from emgp_md.plots.md import plot_md_analysis
 
     reference = None
     if args.reference:

@@ -26,7 +26,7 @@ from emgp_md.data.hypergraph import (
 from emgp_md.data.hypergraph_batch import collate_hypergraphs
 from emgp_md.pretrained import reference_atoms
 
-# The authors' numbers: method-se3set.md §1.9–1.10 and train_config/statistics/MD17_Aspirin.yaml.
+# The authors' numbers: docs/method.md §S1.9–S1.10 and train_config/statistics/MD17_Aspirin.yaml.
 PAPER_ASPIRIN = {
     "n_anchored_hyperedges": 55,
     "n_incidences": 823,

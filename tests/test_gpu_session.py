@@ -15,7 +15,7 @@ from emgp_md.config import FinetuneConfig, ModelConfig
 from emgp_md.data.packed import load_packed, pack_molecule, pack_path, split_file, write_pack
 from emgp_md.data.rmd17 import load_frames
 from emgp_md.training.finetune import resolve_device
-from emgp_md.training.gpu_session import (
+from emgp_md.reproduce.gpu_session import (
     GridSpec,
     SessionConfig,
     auto_step_scale,
@@ -26,7 +26,7 @@ from emgp_md.training.gpu_session import (
     paper_recipe_rows,
     paper_regime_rows,
 )
-from emgp_md.training.session_report import (
+from emgp_md.reproduce.session_report import (
     aggregate_grid,
     collect_grid,
     write_data_efficiency_report,
@@ -247,7 +247,7 @@ def test_pack_results_limits(tmp_path):
 
 
 def test_ship_checkpoint_and_validation_comparison(tmp_path, tiny_rmd17):
-    from emgp_md.training.shipping import ship_checkpoint, validation_comparison
+    from emgp_md.reproduce.shipping import ship_checkpoint, validation_comparison
 
     data = load_frames(tiny_rmd17)
     train, val = data.subset(np.arange(12)), data.subset(np.arange(12, 18))
@@ -267,7 +267,7 @@ def test_ship_checkpoint_and_validation_comparison(tmp_path, tiny_rmd17):
 
 
 def test_plateau_runs_are_marked_and_their_gains_bracketed():
-    from emgp_md.training.session_report import data_efficiency_table, on_plateau
+    from emgp_md.reproduce.session_report import data_efficiency_table, on_plateau
 
     cell = {"n": 3, "n_cut": 0, "steps": [100], "energy_mean": 1.0, "energy_std": 0.1}
     stats = {("ethanol", 25, "pretrained"): {**cell, "force_mean": 2.0, "force_std": 0.1},

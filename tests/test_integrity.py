@@ -75,7 +75,7 @@ def test_shipped_model_without_recorded_hash_is_refused(copied_shipped):
 
 
 def test_rehash_adds_content_hash_to_legacy_files_bit_for_bit(copied_shipped):
-    from emgp_md.training.shipping import rehash_shipped
+    from emgp_md.reproduce.shipping import rehash_shipped
 
     path = copied_shipped / "ethanol.pt"
     raw = torch.load(path, weights_only=True)

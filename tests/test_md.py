@@ -13,7 +13,7 @@ from ase.io import read
 import emgp_md
 from emgp_md import EMGPCalculator
 from emgp_md.md import LOG_FIELDS, energy_drift_meV_per_atom_ps, run_md
-from emgp_md.plotting import plot_md_log, read_csv, save_figure
+from emgp_md.plots.md import plot_md_log, read_csv, save_figure
 from emgp_md.relaxation import relax
 from emgp_md.testing import assert_energy_conserved
 

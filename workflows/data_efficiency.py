@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("a session config is needed to run the grid")
         from gpu_session import run_session
 
-        from emgp_md.training.gpu_session import load_session
+        from emgp_md.reproduce.gpu_session import load_session
 
         overrides = {"paper_regime": {"molecules": []}, "paper_recipe": {"molecules": []}}
         rc = run_session(args.config, overrides, None)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         root = root or Path(load_session(args.config, overrides).out)
     if root is None:
         parser.error("--root is needed with --report-only")
-    from emgp_md.training.session_report import write_data_efficiency_report
+    from emgp_md.reproduce.session_report import write_data_efficiency_report
 
     for path in write_data_efficiency_report(root, args.report_dir, zero_force_baseline(args.data_dir)):
         logging.info("wrote %s", path)

@@ -19,7 +19,13 @@ import argparse
 import logging
 import sys
 
-from emgp_md.training.campaign import CampaignConfig, finetune_jobs, load_campaign, pretrain_jobs, run_and_list_failures
+from emgp_md.reproduce.campaign import (
+    CampaignConfig,
+    finetune_jobs,
+    load_campaign,
+    pretrain_jobs,
+    run_and_list_failures,
+)
 
 log = logging.getLogger("figure3")
 
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("config ok: %s", line)
     failed = [] if args.report_only else run_and_list_failures(cfg, args.dry_run, args.only)
     if not args.dry_run:
-        from emgp_md.training.figure3_report import write_report
+        from emgp_md.reproduce.figure3_report import write_report
 
         for path in write_report(cfg, args.report_dir):
             log.info("wrote %s", path)

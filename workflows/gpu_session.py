@@ -1,6 +1,6 @@
 """One accelerator session: paper-regime fine-tunes, the paper's recipe and the data-efficiency grid.
 
-Runs every job of a session config (see :mod:`emgp_md.training.gpu_session`) as parallel worker
+Runs every job of a session config (see :mod:`emgp_md.reproduce.gpu_session`) as parallel worker
 processes on one device, against a global wall deadline, then packs the run folders into
 ``--out-dir`` (at most 8 files of < 15 MiB) and prints a compact summary. Stages:
 
@@ -46,7 +46,7 @@ MAX_ARCHIVE = 15 * 2**20
 # --------------------------------------------------------------------------- worker side
 def worker_main(cfg_path: str, worker: str, session_file: Path) -> int:
     """A worker: smoke test + timing, wait for the driver's go, then its jobs (``long:<k>`` or ``grid:<k>``)."""
-    from emgp_md.training.gpu_session import bench_step_time, load_session, long_jobs, run_grid_worker, run_job
+    from emgp_md.reproduce.gpu_session import bench_step_time, load_session, long_jobs, run_grid_worker, run_job
 
     session = json.loads(session_file.read_text())
     cfg = load_session(cfg_path, session["overrides"])
@@ -184,7 +184,7 @@ def _first_error(logs: Path, bench_dir: Path, failed: list[str]) -> str:
 
 def run_session(cfg_path: str, overrides: dict[str, Any], out_dir: Path | None) -> int:
     """The driver (module docstring); returns the exit status."""
-    from emgp_md.training.gpu_session import auto_step_scale, grid_cells, load_session, long_jobs
+    from emgp_md.reproduce.gpu_session import auto_step_scale, grid_cells, load_session, long_jobs
 
     t0 = time.time()
     cfg = load_session(cfg_path, overrides)

@@ -33,7 +33,7 @@ log = logging.getLogger("paper_regime")
 def ship_if_better(root: Path, data_dir: Path, dest: Path) -> list[dict[str, Any]]:
     """Validation comparison and shipping of every finished paper-regime run under ``root``."""
     from emgp_md.data.packed import load_packed, pack_path
-    from emgp_md.training.shipping import ship_checkpoint, validation_comparison
+    from emgp_md.reproduce.shipping import ship_checkpoint, validation_comparison
 
     decisions = []
     for run in sorted((root / "paper_regime").glob("*/model.pt")):
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("a session config is needed to run")
         from gpu_session import run_session
 
-        from emgp_md.training.gpu_session import load_session
+        from emgp_md.reproduce.gpu_session import load_session
 
         overrides = {"grid": {"molecules": []}}
         rc = run_session(args.config, overrides, None)
@@ -90,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         root = root or Path(load_session(args.config, overrides).out)
     if root is None:
         parser.error("--root is needed with --report-only")
-    from emgp_md.training.md17_report import SCHNET_F
-    from emgp_md.training.session_report import write_paper_regime_report
-    from emgp_md.training.shipping import PACKAGE_DATA, models_table, update_readme
+    from emgp_md.reproduce.md17_report import SCHNET_F
+    from emgp_md.reproduce.session_report import write_paper_regime_report
+    from emgp_md.reproduce.shipping import PACKAGE_DATA, models_table, update_readme
 
     dest = args.dest or PACKAGE_DATA
     index_path = dest / "index.json"

@@ -44,8 +44,8 @@ class Figure4Config:
 def resolve_models(cfg: Figure4Config, out: Path) -> dict[str, str]:
     """Label → checkpoint path; ``@authors`` and ``@random`` are created in ``out``."""
     from emgp_md.data.rmd17 import default_data_dir
-    from emgp_md.landscape.figure4 import random_init_checkpoint
     from emgp_md.models.official import import_official
+    from emgp_md.reproduce.figure4 import random_init_checkpoint
 
     models = {}
     for label, spec in cfg.models.items():
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     from emgp_md.cli import main as cli_main
     from emgp_md.data.rmd17 import split_path
     from emgp_md.landscape import save_landscapes
-    from emgp_md.landscape.figure4 import geom_like_conformer, landscapes_for, relaxed_structure, summary_table
-    from emgp_md.landscape_plots import plot_landscapes
-    from emgp_md.plotting import save_figure
+    from emgp_md.plots import save_figure
+    from emgp_md.plots.landscape import plot_landscapes
+    from emgp_md.reproduce.figure4 import geom_like_conformer, landscapes_for, relaxed_structure, summary_table
 
     out, figures = Path(cfg.out), Path(cfg.figures)
     out.mkdir(parents=True, exist_ok=True)

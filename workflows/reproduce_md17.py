@@ -23,7 +23,7 @@ import logging
 import sys
 from pathlib import Path
 
-from emgp_md.training.campaign import CampaignConfig, load_campaign, run_and_list_failures
+from emgp_md.reproduce.campaign import CampaignConfig, load_campaign, run_and_list_failures
 
 log = logging.getLogger("reproduce_md17")
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.jobs = args.jobs
     failed = [] if args.report_only else run_and_list_failures(cfg, args.dry_run, args.only)
     if not args.dry_run:
-        from emgp_md.training.md17_report import write_report
+        from emgp_md.reproduce.md17_report import write_report
 
         for path in write_report(cfg, args.report_dir):
             log.info("wrote %s", path)
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def ship_best(cfg: CampaignConfig, specs: list[str], readme: Path | None) -> None:
     """Ship the lowest-validation run per molecule among ``specs`` when it beats SchNet's bar on ``test_01``."""
-    from emgp_md.training.md17_report import SCHNET_F, collect
-    from emgp_md.training.shipping import PACKAGE_DATA, misses_bar, models_table, select_best, ship, update_readme
+    from emgp_md.reproduce.md17_report import SCHNET_F, collect
+    from emgp_md.reproduce.shipping import PACKAGE_DATA, misses_bar, models_table, select_best, ship, update_readme
 
     results = collect(cfg)
     test_by_run = {entry["run"]: entry["test"] for runs in results.values() for entry in runs.values()}

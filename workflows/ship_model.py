@@ -22,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from emgp_md.training.shipping import rehash_shipped, ship
+from emgp_md.reproduce.shipping import rehash_shipped, ship
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,9 +14,11 @@ import logging
 import sys
 from pathlib import Path
 
-from emgp_md.plotting import save_figure
+from emgp_md.analysis.stability import StabilitySettings, stability_table
+from emgp_md.plots import save_figure
+from emgp_md.plots.reports import plot_hr_grid
 from emgp_md.pretrained import available_models
-from emgp_md.stability import StabilitySettings, plot_hr_grid, run_stability, stability_table
+from emgp_md.reproduce.stability import run_stability
 
 log = logging.getLogger("stability")
 

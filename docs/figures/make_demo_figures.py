@@ -23,10 +23,10 @@ from emgp_md.cli_analysis import add_analyze_parser, add_landscape_parser
 from emgp_md.config import ModelConfig
 from emgp_md.data.rmd17 import load_frames
 from emgp_md.landscape import scan_dihedral
-from emgp_md.landscape_plots import plot_scans
 from emgp_md.md import run_md
 from emgp_md.models import build_model
 from emgp_md.models.checkpoint import make_metadata, save_checkpoint
+from emgp_md.plots.landscape import plot_scans
 
 FIGURES = Path(__file__).resolve().parent
 

@@ -269,7 +269,7 @@ def split_by_molecule(mol_ids: np.ndarray, n_val_molecules: int, seed: int = 202
     mol_ids : (n_conformers,) int
         Molecule id of each conformer.
     n_val_molecules : int
-        Molecules drawn for validation (the authors use 500, method doc §2.1).
+        Molecules drawn for validation (the authors use 500, docs/method.md §2.1).
     seed : int
 
     Returns

@@ -1,6 +1,6 @@
 """Offline conformer sets for pretraining: RDKit ETKDG v3 + MMFF94, RMSD-pruned, sharded on disk.
 
-A GEOM-like set (method doc §2.1) is rebuilt from SMILES because GEOM itself is not shipped:
+A GEOM-like set (docs/method.md §2.1) is rebuilt from SMILES because GEOM itself is not shipped:
 
 1. read a SMILES source (``qm9``, ``drugs`` or a CSV path, :mod:`emgp_md.data.smiles`), drop
    unparsable rows, molecules in the exclusion set (``filter_smiles.txt`` ∪ rMD17, compared by

@@ -1,4 +1,4 @@
-"""Atom featurisation of 3D-EMGP (method doc 1.1).
+"""Atom featurisation of 3D-EMGP (docs/method.md §1.1).
 
 Each atom of atomic number ``z`` becomes a 300-wide vector: a one-hot over 100 element slots
 times three powers of the scaled atomic number, so slot ``3*z + k`` holds ``(z/100)**k`` for

@@ -1,4 +1,4 @@
-"""SE3Set fragmentation, spatial part (method-se3set.md §1.4–1.6): kernels and fragments.
+"""SE3Set fragmentation, spatial part (docs/method.md §S1.4–S1.6): kernels and fragments.
 
 Starting from the unbreakable chemical groups (:mod:`emgp_md.data.fragment_groups`, topological):
 
@@ -13,7 +13,7 @@ Starting from the unbreakable chemical groups (:mod:`emgp_md.data.fragment_group
    templates); in implicit mode the fragments are the kernels, and overlap is made at the incidence
    level (:mod:`emgp_md.data.hypergraph`).
 
-Not implemented: the authors' "frags" overlap level (order-dependent, method doc §7.7) and the
+Not implemented: the authors' "frags" overlap level (order-dependent, docs/method.md §S7.7) and the
 "topo" capping level (used by none of their templates).
 """
 
@@ -45,7 +45,7 @@ class FragmentOptions:
     ----------
     mode : {"explicit", "implicit"}
         Overlap by widening fragments with neighbour groups, or by attaching atoms to foreign
-        kernels within ``implicit_rc_A`` (method doc §1.6, §1.8).
+        kernels within ``implicit_rc_A`` (docs/method.md §S1.6, §S1.8).
     bond_order_method : {"lendvay", "simple_exp"}
         Empirical bond-order formula (``empr_bo_method``).
     topo_bond_order_threshold : float
@@ -101,7 +101,7 @@ class FragmentOptions:
         return cls(**data)
 
 
-#: The authors' templates (method doc §1.7): MD17 aspirin, MD22 Ac-Ala3-NHMe, QM9 dipole.
+#: The authors' templates (docs/method.md §S1.7): MD17 aspirin, MD22 Ac-Ala3-NHMe, QM9 dipole.
 PRESETS: dict[str, FragmentOptions] = {
     "md17": FragmentOptions(),
     "md22": FragmentOptions(mode="implicit", bond_order_method="simple_exp", min_kernel_atoms=0,
@@ -131,7 +131,7 @@ def covalent_radii(z: np.ndarray) -> np.ndarray:
 
 
 def empirical_bond_orders(z: np.ndarray, pos_A: np.ndarray, method: str = "lendvay") -> np.ndarray:
-    """Dense matrix ``w_ab`` of distance-based bond orders (method doc §1.4), shape ``(n_atoms, n_atoms)``.
+    """Dense matrix ``w_ab`` of distance-based bond orders (docs/method.md §S1.4), shape ``(n_atoms, n_atoms)``.
 
     Parameters
     ----------
@@ -162,7 +162,7 @@ def group_matrix(atom_matrix: np.ndarray, groups: list[np.ndarray], reduce: str 
 
 def merge_groups(groups: list[np.ndarray], bond_orders: np.ndarray, adjacency: np.ndarray,
                  options: FragmentOptions) -> tuple[list[list[int]], list[bool]]:
-    """Merge small groups into kernels (``MergeGroupsBOFragmentor.merge_frags``, method doc §1.5).
+    """Merge small groups into kernels (``MergeGroupsBOFragmentor.merge_frags``, docs/method.md §S1.5).
 
     Parameters
     ----------
@@ -221,7 +221,7 @@ def merge_groups(groups: list[np.ndarray], bond_orders: np.ndarray, adjacency: n
 
 def expand_kernels(groups: list[np.ndarray], kernels: list[list[int]], isolated: list[bool],
                    bond_orders: np.ndarray, options: FragmentOptions) -> list[np.ndarray]:
-    """Explicit "groups"-level overlap (``_get_grouplevel_overlaps_*``, method doc §1.6).
+    """Explicit "groups"-level overlap (``_get_grouplevel_overlaps_*``, docs/method.md §S1.6).
 
     Kernel ``K`` receives every outside group ``H`` with ``S_KH >= overlap_threshold``, where
     ``S_KH`` is the sum (or max) of ``w_ab`` over ``a in K, b in H``. Isolated kernels, and the

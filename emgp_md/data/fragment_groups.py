@@ -1,4 +1,4 @@
-"""Bond perception and unbreakable chemical groups of SE3Set (method-se3set.md §1.2–1.3), RDKit only.
+"""Bond perception and unbreakable chemical groups of SE3Set (docs/method.md §S1.2–S1.3), RDKit only.
 
 Bonds come from one reference geometry with RDKit's ``rdDetermineBonds`` (the Jensen xyz2mol
 algorithm the authors vendored: connectivity ``d_ab <= 1.3 (R_a + R_b)`` with RDKit's covalent
@@ -142,7 +142,7 @@ def _valence_hint(z: np.ndarray, pos: np.ndarray) -> str:
 
 @dataclass(frozen=True)
 class ChemicalGroups:
-    """Unbreakable groups of one molecule (topological; method doc §1.3).
+    """Unbreakable groups of one molecule (topological; docs/method.md §S1.3).
 
     Attributes
     ----------

@@ -1,4 +1,4 @@
-"""SE3Set hypergraph: fragments, anchored hyperedges and incidence indices (method-se3set.md §1.8–1.10).
+"""SE3Set hypergraph: fragments, anchored hyperedges and incidence indices (docs/method.md §S1.8–S1.10).
 
 A **fragment** (hyperedge) ``F`` is a set of atoms; fragments may overlap. The network keeps one
 feature per **anchored hyperedge** ``eps = (F, i)``: a copy of a fragment attached to one anchor

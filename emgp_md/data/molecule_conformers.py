@@ -33,7 +33,7 @@ class ConformerSettings:
     Attributes
     ----------
     max_conformers : int
-        Conformers kept per molecule at most (GEOM pretraining keeps ≤ 10, method doc §2.1).
+        Conformers kept per molecule at most (GEOM pretraining keeps ≤ 10, docs/method.md §2.1).
     n_embed : int
         ETKDG v3 embeddings tried per molecule, each MMFF-optimised before pruning.
     rmsd_threshold_A : float, Å

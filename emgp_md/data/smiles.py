@@ -7,7 +7,7 @@ Two canonical forms are used (RDKit canonical SMILES, hydrogens implicit):
 * the **exclusion key** ``exclusion_key(s)``: the canonical SMILES of the molecule with all
   stereochemistry and isotope labels removed (``isomericSmiles=False``). Exclusion compares these
   keys, so a molecule is removed when *any* stereoisomer of it is listed. This is deliberately
-  stricter than the authors' exact string match (method doc §2.1 and §7 item 5): their
+  stricter than the authors' exact string match (docs/method.md §2.1 and §7.5): their
   ``filter_smiles.txt`` carries stereo (``[C@H]``), while the QM9 SMILES of ``lapool_qm9_smiles.csv``
   carry almost none, and benzene, toluene, malonaldehyde and uracil were let through.
 

@@ -1,4 +1,4 @@
-"""Energy landscapes of a structure: numbers only (plots live in :mod:`emgp_md.landscape_plots`).
+"""Energy landscapes of a structure: numbers only (plots live in :mod:`emgp_md.plots.landscape`).
 
 - :mod:`~emgp_md.landscape.directions`: rigid-motion basis, random / PCA / Hessian directions
   (rigid motions removed, orthonormal, 1 Å RMS per atom per unit coefficient), Kabsch alignment.

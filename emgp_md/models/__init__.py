@@ -21,7 +21,7 @@ BACKBONES = ("egnn", "schnet", "et", "se3set")
 # backbones that read a frozen hypergraph (Topology.hypergraph) besides the fully connected graph
 HYPERGRAPH_BACKBONES = ("se3set",)
 HEADS = ("atomwise", "pooled")
-# used when ModelConfig.cutoff_A is None (method doc 1.3, 1.4)
+# used when ModelConfig.cutoff_A is None (docs/method.md §1.3, 1.4)
 PAPER_CUTOFF_A = {"schnet": schnet.PAPER_CUTOFF_A, "et": torchmd_et.PAPER_CUTOFF_A}
 
 
@@ -97,7 +97,7 @@ def hypergraph_options(cfg: ModelConfig) -> FragmentOptions:
 
 
 def paper_init_(model: nn.Module) -> None:
-    """The authors' from-scratch MD17 init: Kaiming-uniform (a=0) on every weight (method doc 4.1)."""
+    """The authors' from-scratch MD17 init: Kaiming-uniform (a=0) on every weight (docs/method.md §4.1)."""
     for name, p in model.named_parameters():
         if "weight" in name and p.dim() >= 2:
             nn.init.kaiming_uniform_(p, a=0)

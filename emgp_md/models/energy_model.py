@@ -3,7 +3,7 @@
 The model returns ``scale * head(backbone(graph))`` in its energy unit; the constant
 ``energy_shift`` (e.g. the mean total energy of a molecule, ~ -4·10⁵ kcal/mol for aspirin) is
 added separately in float64 by :meth:`EnergyModel.total_energy`, because float32 cannot resolve
-such energies better than ~0.03 kcal/mol (method doc 7.7).
+such energies better than ~0.03 kcal/mol (docs/method.md §7.7).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from emgp_md.data.graph import GraphBatch
+from emgp_md.models.base import takes_graph
 from emgp_md.models.heads import DistanceHead, NoiseLevelHead, PooledEnergyHead
 
 
@@ -21,8 +22,8 @@ class EnergyModel(nn.Module):
     Parameters
     ----------
     backbone : nn.Module
-        Maps ``(z, pos, edge_index, edge_type)`` to ``(h, pos_out)``; also gets
-        ``hypergraph=graph.hypergraph`` when its class sets ``needs_hypergraph = True``.
+        A :class:`~emgp_md.models.base.Backbone`: maps the graph batch to (n_atoms, hidden_nf)
+        invariant features (EGNN: the older tensor signature, until phase B of issue #17).
     head : nn.Module
         Maps ``(h, batch, n_graphs)`` to (n_graphs,) energies.
     noise_head : NoiseLevelHead, optional
@@ -53,15 +54,10 @@ class EnergyModel(nn.Module):
         self.energy_shift = float(energy_shift)
 
     def node_features(self, graph: GraphBatch) -> torch.Tensor:
-        """(n_atoms, hidden_nf) invariant node features.
-
-        Backbones whose class sets ``needs_hypergraph = True`` (SE3Set) also receive
-        ``hypergraph=graph.hypergraph``.
-        """
-        if getattr(self.backbone, "needs_hypergraph", False):
-            h, _ = self.backbone(graph.z, graph.pos, graph.edge_index, graph.edge_type,
-                                 dense_edge_type=graph.dense_edge_type, hypergraph=graph.hypergraph)
-            return h
+        """(n_atoms, hidden_nf) invariant node features: ``backbone(graph)``."""
+        if takes_graph(self.backbone):
+            return self.backbone(graph)
+        # EGNN's older signature (phase B of issue #17 moves EGNN onto the Backbone protocol)
         h, _ = self.backbone(graph.z, graph.pos, graph.edge_index, graph.edge_type,
                              dense_edge_type=graph.dense_edge_type)
         return h

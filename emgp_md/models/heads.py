@@ -1,6 +1,6 @@
 """Invariant readouts on top of a backbone's node features.
 
-- :class:`AtomwiseEnergyHead`: the MD17 fine-tuning head (method doc 4.1), per-atom
+- :class:`AtomwiseEnergyHead`: the MD17 fine-tuning head (docs/method.md §4.1), per-atom
   ``Lin(H→H)–SiLU–Lin(H→1)`` then a sum over atoms.
 - :class:`PooledEnergyHead`: the pretraining head (2.4), ``node_dec`` per atom, sum pooling,
   ``graph_dec`` on the pooled vector.
@@ -105,7 +105,7 @@ class NoiseLevelHead(nn.Module):
 
 
 class DistanceHead(nn.Module):
-    """Invariant per-edge output for the "Distance" ablation (our design, method doc 3 proposal).
+    """Invariant per-edge output for the "Distance" ablation (our design, docs/method.md §3 proposal).
 
     ``y_ij = MLP([h_i + h_j ; h_i ⊙ h_j ; d̃_ij])`` is symmetric in i, j and E(3)-invariant; it is
     regressed onto the distance score ``(d_ij - d̃_ij)/σ``. Returns (n_edges,).

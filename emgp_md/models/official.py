@@ -1,6 +1,6 @@
 """Import the authors' released 3D-EMGP checkpoint (``checkpoint-3dmgp``) into our format.
 
-The file is ``{"model": state_dict}`` of a DDP-wrapped ``EquivariantDenoisePred`` (method doc 2.9):
+The file is ``{"model": state_dict}`` of a DDP-wrapped ``EquivariantDenoisePred`` (docs/method.md §2.9):
 ``module.model.*`` is the EGNN (7 × 128), ``module.node_dec``/``module.graph_dec`` the pooled energy
 head, ``module.noise_pred`` the INP head and ``module.sigmas`` the 50 noise levels.
 """

@@ -1,4 +1,4 @@
-"""SchNet as built by 3D-EMGP for its "different backbones" figure (method doc 1.3).
+"""SchNet as built by 3D-EMGP for its "different backbones" figure (docs/method.md §1.3).
 
 Schütt et al. (NeurIPS 2017), in the layout of the authors' ``mgp/layers/schnet.py``:
 
@@ -10,7 +10,7 @@ Schütt et al. (NeurIPS 2017), in the layout of the authors' ``mgp/layers/schnet
   filter ``W_ij = [Lin–ssp–Lin](edge features) · C(d_ij)``;
 - per-atom output ``Lin(H→H/2)–ssp–Lin(H/2→H)``, so the heads see ``H`` features.
 
-**Cutoff fix (method doc 7.8).** The authors multiply the filter by the bare cosine
+**Cutoff fix (docs/method.md §7.8).** The authors multiply the filter by the bare cosine
 ``½(cos(π d/r_c) + 1)`` on a fully connected graph. Beyond ``r_c`` (10 Å) that factor grows back
 to 1 at ``2 r_c``, so atoms 15–20 Å apart interact as strongly as bonded ones, which noised
 pretraining inputs (σ up to 10 Å) reach routinely. Here the distance is clamped at ``r_c`` before
@@ -24,6 +24,8 @@ table (the same numbers as the concatenation, without building the one-hot).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +33,9 @@ from torch import nn
 from emgp_md.data.features import N_NODE_FEATURES, feature_table
 from emgp_md.data.topology import N_EDGE_TYPES
 from emgp_md.models.radial import GaussianRBF, ShiftedSoftplus, cosine_cutoff, safe_norm
+
+if TYPE_CHECKING:
+    from emgp_md.data.graph import GraphBatch
 
 PAPER_CUTOFF_A = 10.0
 
@@ -108,6 +113,8 @@ class SchNet(nn.Module):
         Number of Gaussians (paper: 50).
     """
 
+    needs_hypergraph = False
+
     def __init__(
         self, hidden_nf: int = 128, n_layers: int = 7, cutoff_A: float = PAPER_CUTOFF_A, n_rbf: int = 50
     ) -> None:
@@ -128,47 +135,21 @@ class SchNet(nn.Module):
         )
         self.register_buffer("features", feature_table(torch.float32), persistent=False)
 
-    def forward(
-        self,
-        z: torch.Tensor,
-        pos: torch.Tensor,
-        edge_index: torch.Tensor,
-        edge_type: torch.Tensor,
-        update_coords: bool = False,
-        dense_edge_type: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, None]:
-        """Invariant node features.
+    def forward(self, graph: GraphBatch) -> torch.Tensor:
+        """Invariant node features (the :class:`~emgp_md.models.base.Backbone` protocol).
 
-        Parameters
-        ----------
-        z : (n_atoms,) long
-            Atomic numbers.
-        pos : (n_atoms, 3) float, Å
-        edge_index : (2, n_edges) long
-            Receiver (row 0) and sender (row 1) of each directed edge.
-        edge_type : (n_edges,) long
-            Hop category 0..3.
-        update_coords : bool
-            Not supported (SchNet has no coordinate output); must be False.
-        dense_edge_type : ignored
-            Accepted for interface compatibility with :class:`~emgp_md.models.egnn.EGNN`.
+        Reads ``graph.z`` (n_atoms,) long, ``graph.pos`` (n_atoms, 3) Å, ``graph.edge_index``
+        (2, n_edges) long (receiver row 0, sender row 1) and ``graph.edge_type`` (n_edges,) long.
 
         Returns
         -------
         h : (n_atoms, hidden_nf)
-        shift : None
-
-        Raises
-        ------
-        NotImplementedError
-            If ``update_coords`` is True (the "direct" pretraining variant needs EGNN).
         """
-        if update_coords:
-            raise NotImplementedError("SchNet has no coordinate output; the 'direct' pretraining variant needs EGNN")
+        z, pos, edge_index, edge_type = graph.z, graph.pos, graph.edge_index, graph.edge_type
         h = self.embedding_in(self.features.to(pos.dtype).index_select(0, z))
         dist = safe_norm(pos.index_select(0, edge_index[0]) - pos.index_select(0, edge_index[1]))
         rbf = self.rbf(dist)
         cutoff = cosine_cutoff(dist, self.cutoff_A)
         for block in self.interactions:
             h = h + block(h, edge_index, rbf, edge_type, cutoff)
-        return self.out_mlp(h), None
+        return self.out_mlp(h)

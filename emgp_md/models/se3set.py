@@ -1,6 +1,6 @@
 """SE3Set: equivariant hypergraph transformer (Wu et al., arXiv 2405.16511, TMLR 2025).
 
-Written from method-se3set.md §2 and the authors' ``se3set/model`` ("an Equiformer version of
+Written from docs/method.md §S2 (Wu et al., arXiv 2405.16511) and the authors' ``se3set/model`` ("an Equiformer version of
 AllSet's SetGNN"). Atoms ``i`` and anchored hyperedges ``ε = (F, i)`` of a frozen
 :class:`~emgp_md.data.hypergraph.Hypergraph` carry features of irreps ``V`` (MD17:
 128x0e+64x1o+32x2e); every block passes messages atom → hyperedge (V2E, with geometry) and
@@ -47,7 +47,7 @@ from emgp_md.models.se3set_layers import DegreeEmbedding, EquivariantLayerNorm, 
 from emgp_md.models.se3set_ops import LinearFM
 
 if TYPE_CHECKING:
-    from emgp_md.data.hypergraph_batch import HypergraphBatch
+    from emgp_md.data.graph import GraphBatch
 
 
 class SE3Set(nn.Module):
@@ -61,7 +61,7 @@ class SE3Set(nn.Module):
     Attributes
     ----------
     needs_hypergraph : bool
-        True: :class:`~emgp_md.models.energy_model.EnergyModel` passes ``hypergraph=``.
+        True: the backbone reads ``graph.hypergraph`` (see :class:`~emgp_md.models.base.Backbone`).
     hidden_nf : int
         Output width.
     fragment_options : FragmentOptions
@@ -118,47 +118,26 @@ class SE3Set(nn.Module):
             raise ValueError(f"SE3Set embeds elements {list(self.settings.elements)}, got atomic numbers {bad}")
         return F.one_hot(types, len(self.settings.elements)).to(dtype)
 
-    def forward(
-        self,
-        z: torch.Tensor,
-        pos: torch.Tensor,
-        edge_index: torch.Tensor,
-        edge_type: torch.Tensor,
-        update_coords: bool = False,
-        dense_edge_type: torch.Tensor | None = None,
-        hypergraph: HypergraphBatch | None = None,
-    ) -> tuple[torch.Tensor, None]:
-        """Invariant atom features.
+    def forward(self, graph: GraphBatch) -> torch.Tensor:
+        """Invariant atom features (the :class:`~emgp_md.models.base.Backbone` protocol, hypergraph kind).
 
-        Parameters
-        ----------
-        z : (n_atoms,) long
-            Atomic numbers.
-        pos : (n_atoms, 3) float, Å
-        edge_index, edge_type, dense_edge_type : ignored
-            The fully connected hop-typed graph of the other backbones (interface compatibility).
-        update_coords : bool
-            Not supported; must be False.
-        hypergraph : HypergraphBatch
-            Collated hypergraph(s) of the batch: ``e2v_index`` (2, n_anchored) ``[ε, anchor]`` and
-            ``v2e_index`` (2, n_incidences) ``[source atom, ε]``, global indices.
+        Reads ``graph.z`` (n_atoms,) long, ``graph.pos`` (n_atoms, 3) Å and ``graph.hypergraph``:
+        the collated hypergraph(s) of the batch, ``e2v_index`` (2, n_anchored) ``[ε, anchor]`` and
+        ``v2e_index`` (2, n_incidences) ``[source atom, ε]``, global indices. The pair edges of
+        the graph are not used.
 
         Returns
         -------
         h : (n_atoms, feature_nf)
             Normalised invariant features of the last block.
-        shift : None
 
         Raises
         ------
         ValueError
             No hypergraph, or one whose atoms do not match ``z``, or an element outside
             ``settings.elements``.
-        NotImplementedError
-            If ``update_coords`` is True.
         """
-        if update_coords:
-            raise NotImplementedError("SE3Set has no coordinate output; the 'direct' pretraining variant needs EGNN")
+        z, pos, hypergraph = graph.z, graph.pos, graph.hypergraph
         if hypergraph is None:
             raise ValueError(
                 "the SE3Set backbone needs a hypergraph, but the graph has none: build the topology with "
@@ -193,4 +172,4 @@ class SE3Set(nn.Module):
         x_hat = self.norm_atom(x)
         for block in self.blocks:
             x, x_hat, h, h_hat = block(x, x_hat, h, h_hat, (src, eps), anchor, sh, basis)
-        return x_hat.t().contiguous(), None
+        return x_hat.t().contiguous()

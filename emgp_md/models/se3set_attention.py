@@ -1,4 +1,4 @@
-"""SE3Set hypergraph attention (V2E and E2V) and the transformer block (method-se3set.md §2.4).
+"""SE3Set hypergraph attention (V2E and E2V) and the transformer block (docs/method.md §S2.4).
 
 Both stages are Equiformer's non-linear graph attention; they differ only in what flows where:
 

@@ -1,4 +1,4 @@
-"""Equivariant building blocks of the SE3Set network (method-se3set.md §2.5), torch + e3nn only.
+"""Equivariant building blocks of the SE3Set network (docs/method.md §S2.5), torch + e3nn only.
 
 The primitives are those of Equiformer (Liao & Smidt, ICLR 2023), which SE3Set copies:
 

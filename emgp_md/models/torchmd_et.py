@@ -1,4 +1,4 @@
-"""TorchMD-Net equivariant transformer ("ET") as built by 3D-EMGP (method doc 1.4).
+"""TorchMD-Net equivariant transformer ("ET") as built by 3D-EMGP (docs/method.md §1.4).
 
 Thölke & De Fabritiis (ICLR 2022), in the configuration of the authors' ``mgp/layers/et.py``:
 
@@ -14,7 +14,7 @@ Thölke & De Fabritiis (ICLR 2022), in the configuration of the authors' ``mgp/l
 
 Two deviations from the authors' code, both so that the model is the one its paper describes:
 
-1. **Vector messages respect the cutoff (method doc 7.9).** The authors' vector message
+1. **Vector messages respect the cutoff (docs/method.md §7.9).** The authors' vector message
    ``v_j ⊙ s¹_ij + s²_ij r̂_ij`` is not multiplied by the cutoff, so on the fully connected graph
    pairs beyond ``r_c`` keep exchanging vector features through the hop-type part of ``f_ij``;
    upstream TorchMD-Net never sees such pairs (radius graph). Here the vector message is
@@ -30,6 +30,8 @@ coinciding atoms give finite forces.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +39,9 @@ from torch import nn
 from emgp_md.data.features import N_NODE_FEATURES, feature_table
 from emgp_md.data.topology import N_EDGE_TYPES
 from emgp_md.models.radial import ExpNormalRBF, cosine_cutoff, safe_norm
+
+if TYPE_CHECKING:
+    from emgp_md.data.graph import GraphBatch
 
 PAPER_CUTOFF_A = 5.0
 
@@ -173,6 +178,8 @@ class TorchMDET(nn.Module):
         Attention heads (paper: 8); must divide ``hidden_nf``.
     """
 
+    needs_hypergraph = False
+
     def __init__(
         self,
         hidden_nf: int = 128,
@@ -200,44 +207,19 @@ class TorchMDET(nn.Module):
         self.out_norm = nn.LayerNorm(hidden_nf)
         self.register_buffer("features", feature_table(torch.float32), persistent=False)
 
-    def forward(
-        self,
-        z: torch.Tensor,
-        pos: torch.Tensor,
-        edge_index: torch.Tensor,
-        edge_type: torch.Tensor,
-        update_coords: bool = False,
-        dense_edge_type: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, None]:
-        """Invariant node features.
+    def forward(self, graph: GraphBatch) -> torch.Tensor:
+        """Invariant node features (the :class:`~emgp_md.models.base.Backbone` protocol).
 
-        Parameters
-        ----------
-        z : (n_atoms,) long
-            Atomic numbers.
-        pos : (n_atoms, 3) float, Å
-        edge_index : (2, n_edges) long
-            Receiver (row 0) and sender (row 1) of each directed edge; no self-loops.
-        edge_type : (n_edges,) long
-            Hop category 0..3.
-        update_coords : bool
-            Not supported; must be False.
-        dense_edge_type : ignored
-            Accepted for interface compatibility with :class:`~emgp_md.models.egnn.EGNN`.
+        Reads ``graph.z`` (n_atoms,) long, ``graph.pos`` (n_atoms, 3) Å, ``graph.edge_index``
+        (2, n_edges) long (receiver row 0, sender row 1; no self-loops) and ``graph.edge_type``
+        (n_edges,) long.
 
         Returns
         -------
         h : (n_atoms, hidden_nf)
             LayerNorm of the final scalar features.
-        shift : None
-
-        Raises
-        ------
-        NotImplementedError
-            If ``update_coords`` is True (the "direct" pretraining variant needs EGNN).
         """
-        if update_coords:
-            raise NotImplementedError("ET has no coordinate output; the 'direct' pretraining variant needs EGNN")
+        z, pos, edge_index, edge_type = graph.z, graph.pos, graph.edge_index, graph.edge_type
         u = self.features.to(pos.dtype).index_select(0, z)
         rel = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0])  # receiver → sender
         dist = safe_norm(rel)
@@ -250,4 +232,4 @@ class TorchMDET(nn.Module):
             dx, dvec = layer(x, vec, edge_index, f, unit, cutoff)
             x = x + dx
             vec = vec + dvec
-        return self.out_norm(x), None
+        return self.out_norm(x)

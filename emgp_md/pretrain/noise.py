@@ -1,4 +1,4 @@
-"""Noise levels, perturbations and the Riemann-Gaussian force target (method doc 2.2–2.5)."""
+"""Noise levels, perturbations and the Riemann-Gaussian force target (docs/method.md §2.2–2.5)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def center(pos: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tenso
 def riemann_score(
     pos_noisy: torch.Tensor, pos_clean: torch.Tensor, batch: torch.Tensor, n_graphs: int
 ) -> torch.Tensor:
-    """α-normalised Riemann score direction ``s = -(Ỹ A - Y B)/α`` per atom (method doc 2.5).
+    """Riemann-Gaussian score (Jiao et al. 2023, the EFP force target): the α-normalised direction
+    ``s = -(Ỹ A - Y B)/α`` per atom (docs/method.md §2.3 for the distribution, §2.5 for the score).
 
     ``A = ỸᵀỸ``, ``B = YᵀỸ`` (3×3 per molecule, centred coordinates), ``α = (‖A‖_F + ‖B‖_F)/2``.
     Equals ``σ² ∇_X̃ log Rie_σ(X̃|X) / α``. Returns (n_atoms, 3); α is treated as a constant.

@@ -1,4 +1,4 @@
-"""3D-EMGP pretraining losses (method doc 2 and 3): EFP, INP and the Table-3 ablations.
+"""3D-EMGP pretraining losses (docs/method.md §2 and 3): EFP, INP and the Table-3 ablations.
 
 Noise is drawn per molecule from a generator seeded by ``(seed, epoch, sample id)``, so a sample
 gets the same level and perturbation whichever process or batch position it lands in; losses are
@@ -48,7 +48,7 @@ def draw_noise(
 
 
 def perturb(graph: GraphBatch, sigma_atom: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Perturbed positions (n_atoms, 3) Å (method doc 2.3).
+    """Perturbed positions (n_atoms, 3) Å (docs/method.md §2.3).
 
     ``X̃ᵗ = X̃ᵗ⁻¹ + η_t s(X̃ᵗ⁻¹, X) + √(2η_t) σ ξ_t`` with ``η_t = 2⁻ᵗ``, from ``X̃⁰ = X``. One step
     (the released setting) is ``X + σξ`` since ``s(X, X) = 0``.
@@ -75,7 +75,11 @@ def denoising_loss(
     model: EnergyModel, graph: GraphBatch, noisy: GraphBatch, sigma_atom: torch.Tensor, variant: str, need_pred: bool
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Per-molecule denoising loss (n_graphs,) (None when ``need_pred`` is False) and the pooled
-    representation of the noisy conformer (n_graphs, hidden_nf) for INP."""
+    representation of the noisy conformer (n_graphs, hidden_nf) for INP.
+
+    For the "riemann" variant this is the **EFP loss** (equivariant force prediction, Jiao et al.
+    2023; docs/method.md §2.5): ``Σ_i ‖F̂_i − s_i/σ‖²`` with ``F̂ = −∂Ê/∂X̃`` and ``s`` the
+    Riemann-Gaussian score of :func:`emgp_md.pretrain.noise.riemann_score`."""
     sig = sigma_atom.unsqueeze(1)
     if variant in ("riemann", "gaussian"):
         if not need_pred:
@@ -120,6 +124,10 @@ def pretrain_losses(
     global_batch: int,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss ``(λ1 Σ L_EFP + λ2 Σ L_INP) / global_batch`` and summed statistics.
+
+    ``L_INP`` is the **INP loss** (invariant noise-level prediction, Jiao et al. 2023;
+    docs/method.md §2.6): cross-entropy of the noise-level classifier on the pooled clean and
+    noisy representations; ``L_EFP`` is :func:`denoising_loss` (docs/method.md §2.5, §2.7).
 
     Returns
     -------

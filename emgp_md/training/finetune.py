@@ -267,7 +267,7 @@ def finalize(cfg: FinetuneConfig, out: Path, topo: Topology, epochs_run: int, wa
     save_checkpoint(out / "model.pt", model, meta)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     try:
-        from emgp_md.plotting import plot_learning_curve, save_figure
+        from emgp_md.plots.md import plot_learning_curve, save_figure
 
         save_figure(plot_learning_curve(out / "log.csv"), out / "learning_curve.png")
     except Exception as exc:  # noqa: BLE001 - a failed plot must not lose a finished training

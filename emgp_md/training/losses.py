@@ -1,4 +1,4 @@
-"""Energy + force losses on normalised quantities (method doc 4.1)."""
+"""Energy + force losses on normalised quantities (docs/method.md §4.1)."""
 
 from __future__ import annotations
 

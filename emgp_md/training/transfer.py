@@ -1,4 +1,4 @@
-"""Backbone transfer from a pretrained checkpoint (heads are always fresh, method doc 4.1)."""
+"""Backbone transfer from a pretrained checkpoint (heads are always fresh, docs/method.md §4.1)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Run a tiny pretraining (1 process or under torchrun) and save the final parameters.
 
-Used by tests/test_distributed.py: ``python ddp_pretrain.py OUT`` or
+Used by tests/training/test_distributed.py: ``python ddp_pretrain.py OUT`` or
 ``torchrun --nproc_per_node 2 ddp_pretrain.py OUT``.
 """
 

@@ -131,7 +131,7 @@ def test_analyze_without_log_needs_frame_interval(ethanol, tmp_path):
 
 
 def test_md_analysis_plot_headless(ethanol, tmp_path):
-    from emgp_md.landscape_plots import plot_md_analysis
+    from emgp_md.plots.md import plot_md_analysis
 
     frames = _stretched_ethanol(ethanol, 8, 0.1)
     _write_traj(tmp_path / "run.traj", ethanol, frames)

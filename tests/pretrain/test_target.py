@@ -55,7 +55,7 @@ def test_score_is_scaled_gradient_of_log_density(pair, sigma):
 
 
 def test_score_gram_matrix_form(pair):
-    """s = -(ỸỸᵀ - YYᵀ)Ỹ / α (method doc 2.5)."""
+    """s = -(ỸỸᵀ - YYᵀ)Ỹ / α (docs/method.md §2.5)."""
     x_noisy, x_clean = pair
     yt, y = x_noisy - x_noisy.mean(0), x_clean - x_clean.mean(0)
     expected = -(yt @ yt.T - y @ y.T) @ yt / _alpha(x_noisy, x_clean)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emgp_md.training.campaign import finetune_jobs, load_campaign, pretrain_jobs, run_campaign, run_job
-from emgp_md.training.md17_report import collect, table1, table3, write_report
-from emgp_md.training.shipping import select_best
+from emgp_md.reproduce.campaign import finetune_jobs, load_campaign, pretrain_jobs, run_campaign, run_job
+from emgp_md.reproduce.md17_report import collect, table1, table3, write_report
+from emgp_md.reproduce.shipping import select_best
 
 
 def _campaign(tmp_path: Path, extra: str = "") -> Path:
@@ -125,7 +125,7 @@ def test_report_tables_figure_and_selection(tmp_path: Path) -> None:
 
 
 def test_shipping_bar_and_readme_table(tmp_path):
-    from emgp_md.training.shipping import misses_bar, models_table, update_readme
+    from emgp_md.reproduce.shipping import misses_bar, models_table, update_readme
 
     assert misses_bar(0.60, 0.58) and misses_bar(0.58, 0.58) and not misses_bar(0.57, 0.58)
     assert not misses_bar(5.0, None)

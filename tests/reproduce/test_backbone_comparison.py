@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emgp_md.training.campaign import finetune_jobs, load_campaign, pretrain_jobs
-from emgp_md.training.figure3_report import count_parameters, spec_rows
+from emgp_md.reproduce.campaign import finetune_jobs, load_campaign, pretrain_jobs
+from emgp_md.reproduce.figure3_report import count_parameters, spec_rows
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "workflows" / "configs" / "figure3.yaml"
 BACKBONES = ["egnn", "schnet", "et", "se3set"]
 

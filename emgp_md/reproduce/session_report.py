@@ -1,4 +1,4 @@
-"""Reports of a GPU session, rebuilt from its run folders (:mod:`emgp_md.training.gpu_session`).
+"""Reports of a GPU session, rebuilt from its run folders (:mod:`emgp_md.reproduce.gpu_session`).
 
 - :func:`write_data_efficiency_report`: ``results_data_efficiency.md`` (molecule × N × init, mean ± std
   of the ``test_01`` force and energy MAE over the finished seeds, the gain scratch / pretrained per N)
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from emgp_md.training.md17_report import MACE_F_MEV, PAPER_BASE_F, PAPER_EMGP_F
+from emgp_md.reproduce.md17_report import MACE_F_MEV, PAPER_BASE_F, PAPER_EMGP_F
 
 log = logging.getLogger(__name__)
 #: NequIP, rMD17 950 / 50, force MAE meV/Å (aspirin; the issue's comparison).
@@ -147,10 +147,9 @@ def plot_data_efficiency(stats: dict[tuple[str, int, str], dict[str, Any]], titl
                          zero_force: dict[str, float] | None = None) -> Any:
     """Log-log force MAE vs N, one panel per molecule, both inits, min–max bars over seeds; a dashed line
     at the MAE of predicting zero forces (the plateau) where ``zero_force`` gives it."""
-    import matplotlib
+    from emgp_md.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     mols = sorted({m for m, _, _ in stats})
     ncol = min(4, max(1, len(mols)))
@@ -191,7 +190,7 @@ def write_data_efficiency_report(root: str | Path, report_dir: str | Path,
     runs that never left the zero-force plateau.
     """
     zero_force = zero_force or {}
-    from emgp_md.plotting import save_figure
+    from emgp_md.plots import save_figure
 
     root, report_dir = Path(root), Path(report_dir)
     records = collect_grid(root)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emgp_md.stability import StabilitySettings, plot_hr_grid, run_stability, stability_table
+from emgp_md.analysis.stability import StabilitySettings, stability_table
+from emgp_md.plots.reports import plot_hr_grid
+from emgp_md.reproduce.stability import run_stability
 
 
 def test_stability_run_analysis_and_skip(tmp_path: Path, tiny_rmd17: Path) -> None:

@@ -1,4 +1,4 @@
-"""MD stability of shipped models (``../shared/docs/benchmarks.md``, "Physics and stability").
+"""MD stability of the shipped models (the 500 K campaign of ``docs/results_stability.md``).
 
 For each molecule: Langevin MD at 500 K with 0.5 fs steps from the shipped reference geometry,
 then :func:`emgp_md.analysis.analyze_trajectory` against the molecule's rMD17 frames: the stable time
@@ -13,32 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from emgp_md.analysis.stability import StabilitySettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class StabilitySettings:
-    """Settings of one stability run (ASE units at the boundary)."""
-
-    temperature_K: float = 500.0
-    timestep_fs: float = 0.5
-    time_ps: float = 20.0
-    friction_per_fs: float = 0.01
-    interval: int = 20
-    seed: int = 0
-    dtype: str = "float32"
-    threshold_A: float = 0.5
-
-    @property
-    def steps(self) -> int:
-        """Number of MD steps of ``time_ps`` at ``timestep_fs``."""
-        return round(self.time_ps * 1000.0 / self.timestep_fs)
 
 
 def run_stability(molecule: str, out_dir: str | Path, settings: StabilitySettings,
@@ -54,9 +34,9 @@ def run_stability(molecule: str, out_dir: str | Path, settings: StabilitySetting
     from emgp_md.analysis import analyze_trajectory
     from emgp_md.calculator import EMGPCalculator
     from emgp_md.data.rmd17 import load_frames, split_path
-    from emgp_md.landscape_plots import plot_md_analysis
     from emgp_md.md import run_md
-    from emgp_md.plotting import save_figure
+    from emgp_md.plots import save_figure
+    from emgp_md.plots.md import plot_md_analysis
     from emgp_md.pretrained import load_structure
 
     out = Path(out_dir)
@@ -80,42 +60,3 @@ def run_stability(molecule: str, out_dir: str | Path, settings: StabilitySetting
     data.update(summary)
     summary_path.write_text(json.dumps(data, indent=1) + "\n")
     return data
-
-
-def stability_table(summaries: list[dict[str, Any]]) -> str:
-    """Markdown table: stable time, run length, mean T, max bond deviation, h(r) overlap and JS divergence."""
-    header = ("| molecule | simulated (ps) | stable time (ps) | mean T (K) | max bond deviation (Å) | "
-              "h(r) overlap | h(r) JS divergence (bits) | MD steps/s |")
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
-    for s in summaries:
-        hr = s.get("h_r") or {}
-        lines.append(f"| {s['molecule']} | {s['duration_ps']:.1f} | {s['stable_time_ps']:.1f} | "
-                     f"{s['mean_temperature_K']:.0f} | {s['max_bond_deviation_A']:.2f} | "
-                     f"{hr.get('overlap', float('nan')):.3f} | {hr.get('js_divergence', float('nan')):.4f} | "
-                     f"{s['steps_per_s']:.0f} |")
-    return "\n".join(lines)
-
-
-def plot_hr_grid(summaries: list[dict[str, Any]]) -> Any:
-    """One panel per molecule: h(r) of the 500 K MD against the rMD17 reference frames."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(summaries)
-    cols = min(4, n)
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
-    for ax, s in zip(axes.flat, summaries):
-        curves = s["h_r_curves"]
-        ax.plot(curves["r_A"], curves["reference_per_A"], color="k", lw=1.2, label="rMD17 frames")
-        ax.plot(curves["r_A"], curves["model_per_A"], color="#dd8452", lw=1.0, ls="--", label="500 K MD (model)")
-        ax.set_title(f"{s['molecule']}: stable {s['stable_time_ps']:.0f}/{s['duration_ps']:.0f} ps", fontsize=9)
-        ax.set_xlabel("r (Å)")
-        ax.set_ylabel("h(r) (1/Å)")
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig

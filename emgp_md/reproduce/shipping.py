@@ -132,7 +132,7 @@ def rehash_shipped(dest: Path = PACKAGE_DATA) -> dict[str, str]:
 def select_best(results: dict[str, dict[str, dict[str, Any]]], candidates: list[str]) -> dict[str, str]:
     """Molecule → run folder of the candidate spec with the lowest validation force MAE.
 
-    ``results`` is :func:`emgp_md.training.md17_report.collect`'s output.
+    ``results`` is :func:`emgp_md.reproduce.md17_report.collect`'s output.
     """
     best: dict[str, tuple[float, str]] = {}
     for spec in candidates:

@@ -13,6 +13,7 @@ from emgp_md.config import ModelConfig, from_dict
 from emgp_md.data.graph import collate
 from emgp_md.data.topology import topology_from_positions
 from emgp_md.models import BACKBONES, build_backbone, build_model
+from emgp_md.models.base import Backbone
 from emgp_md.models.checkpoint import load_checkpoint, make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.pretrain.noise import noise_levels
@@ -43,7 +44,7 @@ def small(backbone: str, seed: int = 0, cutoff_A: float | None = None, **kw: obj
 
 
 def test_registry_and_paper_sizes() -> None:
-    assert BACKBONES == ("egnn", "schnet", "et", "se3set")  # SE3Set needs a hypergraph: tests/test_se3set.py
+    assert BACKBONES == ("egnn", "schnet", "et", "se3set")  # SE3Set needs a hypergraph: tests/models/test_se3set.py
     counts = {b: sum(p.numel() for p in build_backbone(ModelConfig(backbone=b)).parameters()) for b in ALL}
     assert counts == {"egnn": 852_103, "schnet": 565_824, "et": 1_584_996}
     assert build_backbone(ModelConfig(backbone="schnet")).cutoff_A == 10.0
@@ -65,13 +66,13 @@ def test_configuration_errors() -> None:
 
 
 @pytest.mark.parametrize("backbone", CUTOFF_BACKBONES)
-def test_update_coords_not_supported(backbone: str, ethanol) -> None:
+def test_backbone_protocol(backbone: str, ethanol) -> None:
+    """SchNet and ET implement the Backbone protocol: graph in, (n_atoms, hidden_nf) features out."""
     model = small(backbone)
+    assert isinstance(model.backbone, Backbone) and not model.backbone.needs_hypergraph
     g = collate([topo_of(ethanol)], [ethanol.positions])
-    h, shift = model.backbone(g.z, g.pos, g.edge_index, g.edge_type, dense_edge_type=g.dense_edge_type)
-    assert h.shape == (len(ethanol), 16) and shift is None
-    with pytest.raises(NotImplementedError, match="coordinate"):
-        model.backbone(g.z, g.pos, g.edge_index, g.edge_type, update_coords=True)
+    h = model.backbone(g)
+    assert h.shape == (len(ethanol), model.backbone.hidden_nf) and h.dtype == g.pos.dtype
 
 
 @pytest.mark.parametrize("head", ["atomwise", "pooled"])
@@ -168,7 +169,7 @@ def _two_waters(gap_A: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("backbone", CUTOFF_BACKBONES)
 def test_no_interaction_beyond_cutoff(backbone: str) -> None:
     """With an atomwise head, molecules farther apart than r_c add up exactly, also at r_c < d < 2 r_c
-    where the authors' bare cosine SchNet cutoff grows back (method doc 7.8) and the authors' ET
+    where the authors' bare cosine SchNet cutoff grows back (docs/method.md §7.8) and the authors' ET
     still exchanges vector messages (7.9)."""
     cutoff_A = 3.0
     model = small(backbone, seed=9, cutoff_A=cutoff_A)
@@ -211,7 +212,7 @@ def test_pretraining_losses_have_gradients(backbone: str) -> None:
     loss.backward()
     named = dict(model.backbone.named_parameters())
     dead = [name for name, p in named.items() if p.grad is None]
-    assert all("coord_mlp" in name for name in dead), f"parameters without gradient: {dead}"  # EGNN: method doc 7.10
+    assert all("coord_mlp" in name for name in dead), f"parameters without gradient: {dead}"  # EGNN: docs/method.md §7.10
     grads = [p.grad for p in named.values() if p.grad is not None]
     assert all(torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0

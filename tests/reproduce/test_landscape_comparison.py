@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from emgp_md.config import ModelConfig
-from emgp_md.landscape.figure4 import (
+from emgp_md.models.checkpoint import load_checkpoint
+from emgp_md.reproduce.figure4 import (
     NO_ENERGY,
     geom_like_conformer,
     landscapes_for,
     random_init_checkpoint,
     summary_table,
 )
-from emgp_md.models.checkpoint import load_checkpoint
 
 
 def test_figure4_pipeline_on_small_models(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 The campaign (``workflows/configs/figure3.yaml``) has, per backbone, one fine-tuning spec from
 scratch and one from that backbone's own pretraining. This module reads the finished runs
-(:func:`emgp_md.training.md17_report.collect`) and writes ``results_figure3.md`` (test force and
+(:func:`emgp_md.reproduce.md17_report.collect`) and writes ``results_figure3.md`` (test force and
 energy MAE per backbone, initialisation and molecule, in kcal/mol and meV, with parameters,
 epochs and wall time) and ``figures/figure3_backbones.png`` (grouped bars of the test force MAE,
 scratch vs pretrained, one panel per molecule). Unfinished runs show as "–".
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from emgp_md.plotting import save_figure
-from emgp_md.training.campaign import CampaignConfig, finetune_jobs, pretrain_jobs
-from emgp_md.training.md17_report import collect
+from emgp_md.plots import pyplot, save_figure
+from emgp_md.reproduce.campaign import CampaignConfig, finetune_jobs, pretrain_jobs
+from emgp_md.reproduce.md17_report import collect
 
 log = logging.getLogger(__name__)
 
@@ -208,10 +208,7 @@ def _pretrain_cpu_s(run: Path) -> float | None:
 def plot_backbones(results: dict, rows: list[SpecRow], molecules: list[str], path: Path, subtitle: str = "") -> Path:
     """Grouped bars: test force MAE per backbone, scratch vs pretrained, one panel per molecule (log y);
     ``subtitle`` (e.g. the budgets) goes under the title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     backbones = _backbones(rows)
     colors = {"scratch": "#bbbbbb", "pretrained": "#4c72b0"}

@@ -284,7 +284,7 @@ def test_pc_energy_map(small_checkpoint, tiny_rmd17):
 
 # --------------------------------------------------------------------------- plots
 def test_landscape_plots_headless(ethanol, tiny_rmd17, small_checkpoint, tmp_path):
-    from emgp_md.landscape_plots import plot_landscape, plot_landscapes, plot_pc_energy_map, plot_scans
+    from emgp_md.plots.landscape import plot_landscape, plot_landscapes, plot_pc_energy_map, plot_scans
 
     calc = HarmonicPairs.at_rest(ethanol.positions)
     d1, d2 = random_directions(ethanol.positions)

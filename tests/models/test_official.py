@@ -1,7 +1,7 @@
 """Golden tests against the authors' released 3D-EMGP checkpoint (needs ../shared/data).
 
 The released model was pretrained with the Riemann force target and the noise-level (INP) head,
-so a correct reimplementation of featurisation, layers and heads must (method doc 2.9):
+so a correct reimplementation of featurisation, layers and heads must (docs/method.md §2.9):
 
 - recover the noise level from ``[g(X); g(X̃)]`` (INP argmax within ±2 levels for l = 10..40),
 - predict forces aligned with the Riemann target ``s(X̃, X)/σ`` and clearly less with the

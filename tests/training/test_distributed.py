@@ -12,7 +12,7 @@ import torch
 
 from emgp_md.models.checkpoint import read_checkpoint
 
-HELPER = Path(__file__).parent / "helpers" / "ddp_pretrain.py"
+HELPER = Path(__file__).resolve().parents[1] / "helpers" / "ddp_pretrain.py"
 
 
 def _run(args: list[str], torchrun: bool) -> None:

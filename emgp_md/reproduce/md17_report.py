@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from emgp_md.plotting import save_figure
-from emgp_md.training.campaign import CampaignConfig
+from emgp_md.plots import pyplot, save_figure
+from emgp_md.reproduce.campaign import CampaignConfig
 
 log = logging.getLogger(__name__)
 
 KCAL_TO_MEV = 43.364  # 1 kcal/mol in meV (anchors.md; ase.units gives 43.364)
 
-#: Paper Table 1, force MAE kcal/mol/Å, original MD17, 9,500 training frames (method doc).
+#: Paper Table 1, force MAE kcal/mol/Å, original MD17, 9,500 training frames (docs/method.md; Jiao et al. 2023, Table 1).
 PAPER_BASE_F = {"aspirin": 0.3885, "benzene": 0.1861, "ethanol": 0.0599, "malonaldehyde": 0.1464,
                 "naphthalene": 0.3310, "salicylic": 0.2683, "toluene": 0.1563, "uracil": 0.1323}
 PAPER_EMGP_F = {"aspirin": 0.1560, "benzene": 0.1648, "ethanol": 0.0389, "malonaldehyde": 0.0737,
@@ -128,10 +128,7 @@ def budgets(results: dict) -> str:
 
 def plot_force_mae(results: dict, molecules: list[str], path: Path) -> Path:
     """Grouped bars: test force MAE per molecule for scratch, ours and official, SchNet bar as a marker."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     specs = [("scratch", "scratch (4×64)", "#bbbbbb"), ("ours", "our pretraining (4×64)", "#4c72b0"),
              ("official", "authors' checkpoint (7×128)", "#dd8452")]

@@ -20,6 +20,7 @@ from emgp_md.data.graph import collate, repeat_topology
 from emgp_md.data.hypergraph import rebuild_hypergraph
 from emgp_md.data.topology import Topology, topology_from_positions
 from emgp_md.models import BACKBONES, build_model, hypergraph_options, needs_hypergraph
+from emgp_md.models.base import Backbone
 from emgp_md.models.checkpoint import load_checkpoint, make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.models.forces import energy_and_forces
@@ -186,10 +187,10 @@ def test_clear_errors(ethanol) -> None:
     with pytest.raises(ValueError, match="needs a hypergraph"):
         model(collate([topology_from_positions(ethanol.numbers, ethanol.positions)], [ethanol.positions]))
     g = collate([with_hypergraph(ethanol)], [ethanol.positions])
-    with pytest.raises(NotImplementedError, match="coordinate"):
-        model.backbone(g.z, g.pos, g.edge_index, g.edge_type, update_coords=True, hypergraph=g.hypergraph)
+    assert isinstance(model.backbone, Backbone) and model.backbone.needs_hypergraph
+    assert model.backbone(g).shape == (len(ethanol), model.backbone.hidden_nf)
     with pytest.raises(ValueError, match="first at atom 0"):
-        model.backbone(torch.full_like(g.z, 26), g.pos, g.edge_index, g.edge_type, hypergraph=g.hypergraph)
+        model.backbone(dataclasses.replace(g, z=torch.full_like(g.z, 26)))
     with pytest.raises(ValueError, match=r"atomic numbers \[8\]"):
         tiny(elements=[1, 6])(g)
     with pytest.raises(ValueError, match="do not match"):

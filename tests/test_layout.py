@@ -1,0 +1,128 @@
+"""The import rules of the package layout (docs/architecture.md, issue #17), checked statically.
+
+- Application floors (``plots/``, ``cli``, ``reproduce/``) sit on top of the library: nothing below
+  them imports them.
+- matplotlib is imported only under ``plots/`` (and the application floors), and
+  ``matplotlib.use`` appears exactly once (:func:`emgp_md.plots.pyplot`).
+- ``import emgp_md`` has no heavy side effects: neither matplotlib nor torch is imported.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "emgp_md"
+
+#: Top floors: application code that the library must not import.
+APPLICATION = ("emgp_md.plots", "emgp_md.cli", "emgp_md.cli_analysis", "emgp_md.reproduce")
+
+#: Known exceptions, each (importing module, imported module). Phase B of issue #17 empties it.
+ALLOWED_UPWARD_IMPORTS = {
+    # phase B: finetune draws its learning curve; the figure moves to the caller (cli/reproduce)
+    ("emgp_md.training.finetune", "emgp_md.plots.md"),
+}
+#: Modules outside the application floors allowed to import matplotlib (phase B: none).
+ALLOWED_MATPLOTLIB: set[str] = set()
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _is_application(module: str) -> bool:
+    return any(module == top or module.startswith(top + ".") for top in APPLICATION)
+
+
+def _imports(tree: ast.AST, module: str) -> set[str]:
+    """Absolute names of every module imported anywhere in ``tree`` (also inside functions)."""
+    found: set[str] = set()
+    package = module if module.count(".") == 0 else module.rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base]) if base else ".".join(parent)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _allowed(module: str, imported: str) -> bool:
+    return any(module == m and (imported == i or imported.startswith(i + ".")) for m, i in ALLOWED_UPWARD_IMPORTS)
+
+
+def _modules() -> dict[str, ast.AST]:
+    return {_module_name(p): ast.parse(p.read_text(), str(p)) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_library_does_not_import_the_application_floors() -> None:
+    bad = set()
+    for module, tree in _modules().items():
+        if _is_application(module):
+            continue
+        for imported in _imports(tree, module):
+            if _is_application(imported) and not _allowed(module, imported):
+                bad.add((module, imported))
+    assert not bad, f"library modules import plots/cli/reproduce: {sorted(bad)}"
+
+
+def test_allow_list_is_not_stale() -> None:
+    """Every allowed exception still exists (remove it from the list once phase B fixes it)."""
+    modules = _modules()
+    for module, imported in ALLOWED_UPWARD_IMPORTS:
+        assert imported in _imports(modules[module], module), f"stale allow-list entry {(module, imported)}"
+
+
+def test_matplotlib_only_in_plots() -> None:
+    bad = set()
+    for module, tree in _modules().items():
+        if _is_application(module) or module in ALLOWED_MATPLOTLIB:
+            continue
+        if any(name == "matplotlib" or name.startswith("matplotlib.") for name in _imports(tree, module)):
+            bad.add(module)
+    assert not bad, f"matplotlib imported outside plots/: {sorted(bad)}"
+
+
+def test_matplotlib_use_in_one_place() -> None:
+    calls = []
+    for module, tree in _modules().items():
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "use"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "matplotlib"
+            ):
+                calls.append(module)
+    assert calls == ["emgp_md.plots"], f"matplotlib.use called in {calls}"
+
+
+def test_import_is_free_of_side_effects() -> None:
+    code = (
+        "import sys, emgp_md\n"
+        "heavy = sorted(m for m in ('matplotlib', 'torch', 'ase', 'rdkit') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    assert out.stdout.strip() == "", f"import emgp_md imports {out.stdout.strip()}"
+
+
+def test_library_modules_do_not_pull_matplotlib() -> None:
+    """Importing the library floors (calculator, MD, analysis, landscapes, training) loads no matplotlib."""
+    code = (
+        "import sys\n"
+        "import emgp_md.calculator, emgp_md.md, emgp_md.analysis, emgp_md.landscape, emgp_md.training.finetune\n"
+        "import emgp_md.pretrain.diagnostics, emgp_md.models\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    assert out.stdout.strip() == "False"
