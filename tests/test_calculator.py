@@ -180,6 +180,12 @@ def test_default_calculator_picks_shipped_model_by_formula(name):
     assert atoms.calc.metadata["name"] == name
     assert atoms.calc.metadata["units"]["energy"] == "kcal/mol"
     assert np.isfinite(e) and np.all(np.isfinite(f)) and f.shape == (len(atoms), 3)
+    # the energy itself, not just a finite number: within 0.5 eV of the model's own reference frame
+    # (ase.build's ethanol used to come out 10.4 eV too high, its atoms mapped onto the wrong graph)
+    ref = reference_atoms(name)
+    ref.calc = EMGPCalculator(name)
+    assert abs(e - ref.get_potential_energy()) < 0.5
+    assert np.abs(f).max() < 10.0
 
 
 def test_shipped_model_by_name():
