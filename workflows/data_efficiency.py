@@ -13,7 +13,6 @@ Examples (from the repository root)::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -37,13 +36,9 @@ def zero_force_baseline(data_dir: Path) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", nargs="?", help="session YAML (needed unless --report-only)")
-    parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--root", type=Path, help="session folder (default: the config's out)")
-    parser.add_argument("--report-dir", type=Path, default=Path("docs"))
-    parser.add_argument("--data-dir", type=Path, default=Path(".gpu_data"),
-                        help="packed frames (workflows/pack_gpu_data.py): the zero-force baseline that marks plateau runs")
+    from gpu_session import report_parser
+
+    parser = report_parser(__doc__, "packed frames (workflows/pack_gpu_data.py): the zero-force baseline that marks plateau runs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = args.root

@@ -44,6 +44,17 @@ MAX_ARCHIVE = 15 * 2**20
 
 
 # --------------------------------------------------------------------------- worker side
+def report_parser(description: str, data_dir_help: str) -> argparse.ArgumentParser:
+    """The options shared by the session's part-workflows (data_efficiency.py, paper_regime.py)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", help="session YAML (needed unless --report-only)")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--root", type=Path, help="session folder (default: the config's out)")
+    parser.add_argument("--report-dir", type=Path, default=Path("docs"))
+    parser.add_argument("--data-dir", type=Path, default=Path(".gpu_data"), help=data_dir_help)
+    return parser
+
+
 def worker_main(cfg_path: str, worker: str, session_file: Path) -> int:
     """A worker: smoke test + timing, wait for the driver's go, then its jobs (``long:<k>`` or ``grid:<k>``)."""
     from emgp_md.reproduce.gpu_session import bench_step_time, load_session, long_jobs, run_grid_worker, run_job

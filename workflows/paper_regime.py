@@ -17,7 +17,6 @@ Examples (from the repository root)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -64,13 +63,10 @@ def ship_if_better(root: Path, data_dir: Path, dest: Path) -> list[dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", nargs="?", help="session YAML (needed unless --report-only)")
-    parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--root", type=Path, help="session folder (default: the config's out)")
-    parser.add_argument("--report-dir", type=Path, default=Path("docs"))
+    from gpu_session import report_parser
+
+    parser = report_parser(__doc__, "packs (for the validation frames)")
     parser.add_argument("--ship", action="store_true", help="ship paper-regime models that win on validation")
-    parser.add_argument("--data-dir", type=Path, default=Path(".gpu_data"), help="packs (for the validation frames)")
     parser.add_argument("--dest", type=Path, help="package-data folder (default: emgp_md/pretrained)")
     parser.add_argument("--readme", type=Path, help="with --ship: rewrite the shipped-models table of this README")
     args = parser.parse_args(argv)
