@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import rdDetermineBonds, rdMolAlign
 
+from emgp_md.cli import build_parser
 from emgp_md.data.conformer_store import (
     ConformerDataset,
     ShardWriter,
@@ -19,7 +19,7 @@ from emgp_md.data.conformer_store import (
     split_by_molecule,
     write_manifest,
 )
-from emgp_md.data.conformers import add_conformers_parser, generate_conformer_set, select_molecules
+from emgp_md.data.conformers import generate_conformer_set, select_molecules
 from emgp_md.data.molecule_conformers import (
     ConformerSettings,
     MoleculeConformers,
@@ -288,9 +288,7 @@ def test_dataset_split_keeps_molecules_whole(conformer_set):
 def test_cli_conformers_named_source(shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("EMGP_MD_DATA", str(shared_data))
     assert resolve_source("qm9") == shared_data / "qm9" / "lapool_qm9_smiles.csv"
-    parser = argparse.ArgumentParser(prog="emgp-md")
-    add_conformers_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(
+    args = build_parser().parse_args(
         [
             "conformers",
             "qm9",

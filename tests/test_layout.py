@@ -1,7 +1,7 @@
 """The import rules of the package layout (docs/architecture.md, issue #17), checked statically.
 
-- Application floors (``plots/``, ``cli``, ``reproduce/``) sit on top of the library: nothing below
-  them imports them.
+- Application floors (``plots/``, ``cli/``, ``reproduce/``) sit on top of the library: nothing below
+  them imports them; nothing outside ``cli/`` imports ``emgp_md.cli``, the only place argparse is used.
 - matplotlib is imported only under ``plots/`` (and the application floors), and
   ``matplotlib.use`` appears exactly once (:func:`emgp_md.plots.pyplot`).
 - ``import emgp_md`` has no heavy side effects: neither matplotlib nor torch is imported.
@@ -17,7 +17,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "emgp_md"
 
 #: Top floors: application code that the library must not import.
-APPLICATION = ("emgp_md.plots", "emgp_md.cli", "emgp_md.cli_analysis", "emgp_md.reproduce")
+APPLICATION = ("emgp_md.plots", "emgp_md.cli", "emgp_md.reproduce")
 
 #: Known exceptions, each (importing module, imported module). Phase B of issue #17 empties it.
 ALLOWED_UPWARD_IMPORTS = {
@@ -72,6 +72,29 @@ def test_library_does_not_import_the_application_floors() -> None:
             if _is_application(imported) and not _allowed(module, imported):
                 bad.add((module, imported))
     assert not bad, f"library modules import plots/cli/reproduce: {sorted(bad)}"
+
+
+def _within(module: str, top: str) -> bool:
+    return module == top or module.startswith(top + ".")
+
+
+def test_only_the_cli_imports_the_cli_and_argparse() -> None:
+    """``emgp_md.cli`` is the top: plots/ and reproduce/ do not import it, and no module outside it parses
+    arguments (issue #17: a data module used to define an argparse parser)."""
+    bad = set()
+    for module, tree in _modules().items():
+        if _within(module, "emgp_md.cli"):
+            continue
+        for imported in _imports(tree, module):
+            if _within(imported, "emgp_md.cli") or _within(imported, "argparse"):
+                bad.add((module, imported))
+    assert not bad, f"modules outside emgp_md.cli import the CLI or argparse: {sorted(bad)}"
+
+
+def test_cli_is_one_package() -> None:
+    """The command line is ``cli/`` (main plus one module per group); the old top-level modules are gone."""
+    assert (PACKAGE / "cli" / "__init__.py").is_file() and (PACKAGE / "cli" / "main.py").is_file()
+    assert not [p.name for p in PACKAGE.glob("cli*.py")]
 
 
 def test_allow_list_is_not_stale() -> None:

@@ -19,7 +19,7 @@ import torch
 from ase import Atoms
 
 from emgp_md.calculator import EMGPCalculator
-from emgp_md.cli_analysis import add_analyze_parser, add_landscape_parser
+from emgp_md.cli import build_parser
 from emgp_md.config import ModelConfig
 from emgp_md.data.rmd17 import load_frames
 from emgp_md.landscape import scan_dihedral
@@ -41,11 +41,7 @@ def random_checkpoint(path: Path, head: str, unit: str, seed: int) -> Path:
 
 
 def cli(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="emgp-md")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_landscape_parser(sub)
-    add_analyze_parser(sub)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     args.func(args)
 
 

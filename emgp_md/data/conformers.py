@@ -17,7 +17,6 @@ any number of worker processes.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import multiprocessing
 import platform
@@ -39,11 +38,11 @@ from emgp_md.data.molecule_conformers import (
     MoleculeConformers,
     generate_molecule,
 )
-from emgp_md.data.smiles import canonical_smiles, default_exclusion, exclusion_key, read_smiles, resolve_source
+from emgp_md.data.smiles import canonical_smiles, default_exclusion, exclusion_key, read_smiles
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SKIP_REASONS", "add_conformers_parser", "generate_conformer_set", "select_molecules"]
+__all__ = ["SKIP_REASONS", "generate_conformer_set", "select_molecules"]
 
 #: Molecules skipped on purpose (listed in ``rejected.csv`` too).
 SKIP_REASONS = ("excluded", "duplicate")
@@ -251,39 +250,3 @@ def _log_summary(manifest: dict[str, Any]) -> None:
     failed = {k: v for k, v in manifest["failures"].items() if v}
     if failed:
         logger.warning("molecules not generated, by reason: %s (listed in rejected.csv)", failed)
-
-
-def add_conformers_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add ``emgp-md conformers`` to the CLI's sub-parsers (``sub = parser.add_subparsers(...)``)."""
-    p = sub.add_parser("conformers", help="generate a sharded RDKit conformer set for pretraining")
-    p.add_argument("source", help="SMILES CSV path or a named source: qm9, drugs, geom-qm9")
-    p.add_argument("--out", required=True, help="new output folder")
-    p.add_argument("--n-molecules", dest="n_molecules", type=int, help="seeded random draw of source rows")
-    p.add_argument("--max-conformers", dest="max_conformers", type=int, default=10)
-    p.add_argument("--n-embed", dest="n_embed", type=int, default=30, help="ETKDG embeddings per molecule")
-    p.add_argument("--rmsd-threshold-A", dest="rmsd_threshold_A", type=float, default=0.5)
-    p.add_argument("--embed-timeout-s", dest="embed_timeout_s", type=float, default=1.0,
-                   help="time budget per ETKDG call (raise it for drug-sized molecules, e.g. 10)")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--shard-size", dest="shard_size", type=int, default=1000, help="molecules per shard")
-    p.add_argument("--seed", type=int, default=2021)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_conformers_command)
-    return p
-
-
-def _conformers_command(args: argparse.Namespace) -> int:
-    manifest = generate_conformer_set(
-        resolve_source(args.source),
-        args.out,
-        n_molecules=args.n_molecules,
-        max_conformers=args.max_conformers,
-        rmsd_threshold_A=args.rmsd_threshold_A,
-        seed=args.seed,
-        n_workers=args.workers,
-        shard_size=args.shard_size,
-        n_embed=args.n_embed,
-        embed_timeout_s=args.embed_timeout_s,
-        progress=not args.quiet,
-    )
-    return 0 if manifest["n_molecules"] else 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 
@@ -21,7 +20,7 @@ from emgp_md.analysis import (
     read_md_log,
     stable_time_ps,
 )
-from emgp_md.cli_analysis import add_analyze_parser
+from emgp_md.cli import build_parser
 from emgp_md.data.rmd17 import Frames, load_frames
 from emgp_md.md import LOG_FIELDS
 from emgp_md.testing import random_orthogonal
@@ -152,10 +151,8 @@ def test_cli_analyze_end_to_end(small_checkpoint, tiny_rmd17, tmp_path, capsys):
     run = tmp_path / "md" / "run"
     assert main(["md", str(xyz), "--model", str(small_checkpoint), "--out", str(run), "--steps", "6",
                  "--interval", "2", "--quiet", "--ensemble", "nve", "--dtype", "float64"]) == 0
-    parser = argparse.ArgumentParser(prog="emgp-md")
-    add_analyze_parser(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "an" / "run"
-    args = parser.parse_args(["analyze", str(run.with_suffix(".traj")), "--reference", str(tiny_rmd17),
+    args = build_parser().parse_args(["analyze", str(run.with_suffix(".traj")), "--reference", str(tiny_rmd17),
                               "--out", str(out)])
     capsys.readouterr()
     assert args.func(args) == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import ClassVar
 
@@ -15,7 +14,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.lj import LennardJones
 
 from emgp_md.calculator import EMGPCalculator
-from emgp_md.cli_analysis import add_analyze_parser, add_landscape_parser
+from emgp_md.cli import build_parser
 from emgp_md.data.rmd17 import load_frames
 from emgp_md.data.topology import bonds_from_distances
 from emgp_md.landscape import (
@@ -309,11 +308,7 @@ def test_landscape_plots_headless(ethanol, tiny_rmd17, small_checkpoint, tmp_pat
 
 # --------------------------------------------------------------------------- CLI
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="emgp-md")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_landscape_parser(sub)
-    add_analyze_parser(sub)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     return int(args.func(args))
 
 

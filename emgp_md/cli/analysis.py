@@ -1,7 +1,6 @@
 """``emgp-md landscape`` and ``emgp-md analyze``: parse, call the library, write files.
 
-Wire them into the main parser with ``add_landscape_parser(sub)`` and ``add_analyze_parser(sub)``
-(``sub = parser.add_subparsers(...)``); each sets ``func`` to its command.
+Register the commands with :func:`register`; each command parses, calls the library and reports.
 """
 
 from __future__ import annotations
@@ -18,9 +17,14 @@ log = logging.getLogger(__name__)
 DIRECTIONS = ("random", "pca", "hessian")
 
 
+def register(sub: Any) -> None:
+    """Add ``landscape`` and ``analyze`` to the CLI's sub-parsers (``sub = parser.add_subparsers(...)``)."""
+    _add_landscape_parser(sub)
+    _add_analyze_parser(sub)
+
+
 # --------------------------------------------------------------------------- landscape
-def add_landscape_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add ``emgp-md landscape`` to the CLI's sub-parsers."""
+def _add_landscape_parser(sub: Any) -> None:
     p = sub.add_parser(
         "landscape",
         help="2D energy landscape around a structure for one or several models (PNG + npz/CSV/JSON)",
@@ -44,7 +48,6 @@ def add_landscape_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
     p.add_argument("--out", required=True, help="output prefix")
     p.set_defaults(func=landscape_command)
-    return p
 
 
 def landscape_command(args: argparse.Namespace) -> int:
@@ -161,8 +164,7 @@ def _safe(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- analyze
-def add_analyze_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add ``emgp-md analyze`` to the CLI's sub-parsers."""
+def _add_analyze_parser(sub: Any) -> None:
     p = sub.add_parser(
         "analyze",
         help="MD analysis: energy/temperature traces, NVE drift, stable time, h(r) vs reference (PNG + JSON)",
@@ -179,7 +181,6 @@ def add_analyze_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--r-max-A", dest="r_max_A", type=float, default=10.0, help="h(r) range (Å)")
     p.add_argument("--out", required=True, help="output prefix")
     p.set_defaults(func=analyze_command)
-    return p
 
 
 def analyze_command(args: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ import pytest
 from ase.build import molecule
 
 from emgp_md.calculator import EMGPCalculator
-from emgp_md.cli import EXIT_BOND_CHANGE, EXIT_INTERRUPTED, main
+from emgp_md.cli import main
+from emgp_md.cli.md import EXIT_BOND_CHANGE, EXIT_INTERRUPTED
 from emgp_md.errors import BondChangeError
 from emgp_md.md import run_md
 
