@@ -32,14 +32,15 @@ def random_orthogonal(rng: np.random.Generator, reflect: bool | None = None) -> 
     return q
 
 
-def model_fn(model: torch.nn.Module, topology: Topology) -> EnergyForceFn:
-    """Wrap an energy model and a frozen topology as ``pos (n,3) Å -> (energy, forces)`` in float64."""
-    model = copy.deepcopy(model).double()  # never change the caller's model
+def model_fn(model: torch.nn.Module, topology: Topology, dtype: torch.dtype = torch.float64) -> EnergyForceFn:
+    """Wrap an energy model and a frozen topology as ``pos (n,3) Å -> (energy, forces)``, computed in
+    ``dtype`` (float64 by default; float32 for the precision the calculator runs at) and returned as float64."""
+    model = copy.deepcopy(model).to(dtype)  # never change the caller's model
 
     def fn(pos: np.ndarray) -> tuple[float, np.ndarray]:
-        graph = collate([topology], [pos], torch.float64)
+        graph = collate([topology], [pos], dtype)
         e, f = energy_and_forces(model, graph)
-        return float(e[0]), f.numpy()
+        return float(e[0]), f.to(torch.float64).numpy()
 
     return fn
 
@@ -94,15 +95,16 @@ def assert_forces_match_fd(
 
 
 def assert_batch_equals_single(
-    model: torch.nn.Module, topologies: Sequence[Topology], positions: Sequence[np.ndarray], atol: float = 1e-10
+    model: torch.nn.Module, topologies: Sequence[Topology], positions: Sequence[np.ndarray], atol: float = 1e-10,
+    dtype: torch.dtype = torch.float64,
 ) -> None:
     """One batched call gives the per-molecule energies and forces, and no cross-molecule gradient."""
-    model = copy.deepcopy(model).double()
-    batch: GraphBatch = collate(topologies, positions, torch.float64)
+    model = copy.deepcopy(model).to(dtype)
+    batch: GraphBatch = collate(topologies, positions, dtype)
     e_b, f_b = energy_and_forces(model, batch)
     offset = 0
     for k, (topo, pos) in enumerate(zip(topologies, positions)):
-        e_s, f_s = energy_and_forces(model, collate([topo], [pos], torch.float64))
+        e_s, f_s = energy_and_forces(model, collate([topo], [pos], dtype))
         n = topo.n_atoms
         np.testing.assert_allclose(e_b[k].item(), e_s[0].item(), atol=atol, rtol=0, err_msg=f"energy of molecule {k}")
         np.testing.assert_allclose(f_b[offset : offset + n].numpy(), f_s.numpy(), atol=atol, rtol=0,
