@@ -1,4 +1,4 @@
-"""The resumable epoch loop shared by fine-tuning and pretraining.
+"""The resumable training loop: fine-tuning, pretraining and the step-budgeted GPU-session trainer.
 
 A trainer keeps its own batching, loss and validation and hands the loop two callbacks: one that
 runs an epoch (training, then validation) and returns its :class:`EpochOutcome`, and one that saves
@@ -13,12 +13,18 @@ the best model. The loop owns the rest of the skeleton:
 - the budgets: ``epochs``, training wall time (``max_wall_time_s``, checked after each epoch; the
   run stops resumable), CPU seconds (:class:`~emgp_md.training.budget.CpuBudget`, checked before
   each epoch after the first; the trainer may also stop an epoch early on :attr:`ResumableLoop.budget`);
+- a deadline (``deadline_unix``: the run is cut, resumable);
 - the best score (lower is better unless ``is_better`` says otherwise) and the progress bar.
 
-Positions are (next epoch, next step within it). Two layouts of ``state.pt`` exist, kept so that
+Positions are (next epoch, next step within it). Three layouts of ``state.pt`` exist, kept so that
 runs started before the loop resume unchanged: ``"epoch"`` (fine-tuning: ``epoch`` is the last
-completed epoch, the best score is ``best_val``) and ``"step"`` (pretraining: ``epoch`` and
-``step`` are the next position, the best score is ``best``).
+completed epoch, the best score is ``best_val``), ``"step"`` (pretraining: ``epoch`` and ``step``
+are the next position, the best score is ``best``) and ``"global_step"`` (the step-budgeted
+trainer, :mod:`emgp_md.training.stepwise`: no epochs, ``step`` counts optimizer steps, the best
+score is ``best_val``, the scheduler is stored as ``plateau`` (``None`` when there is none), no
+CPU time). The step-budgeted trainer drives its own steps (validation every so many steps, state
+written at most every so many seconds) and uses the loop for the folder, the state, the clock and
+the deadline, not :meth:`ResumableLoop.run`.
 
 Nothing here draws random numbers: trainers seed their batch order from (seed, epoch), so the
 position alone makes a resumed run repeat an uninterrupted one.
@@ -44,7 +50,7 @@ from emgp_md.training.budget import CpuBudget
 from emgp_md.training.csvlog import append_row, drop_epochs_from
 
 log = logging.getLogger(__name__)
-LAYOUTS = ("epoch", "step")
+LAYOUTS = ("epoch", "step", "global_step")
 
 
 @dataclass
@@ -95,10 +101,10 @@ class ResumableLoop:
         Epochs of the planned run.
     log_fields : sequence of str
         The ``log.csv`` columns, ``epoch`` first and ``wall_s`` last.
-    layout : {"epoch", "step"}
+    layout : {"epoch", "step", "global_step"}
         The ``state.pt`` layout.
-    max_wall_time_s, cpu_budget_s : float, optional
-        Budgets (``None``: none).
+    max_wall_time_s, cpu_budget_s, deadline_unix : float, optional
+        Budgets (``None``: none); the deadline is an absolute ``time.time()``.
     counters : dict, optional
         Trainer counters saved in ``state.pt`` under their names (initial values); read and change
         them in :attr:`counters`.
@@ -116,7 +122,7 @@ class ResumableLoop:
 
     def __init__(self, out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *,
                  epochs: int, log_fields: Sequence[str], layout: str = "epoch", max_wall_time_s: float | None = None,
-                 cpu_budget_s: float | None = None, counters: dict[str, Any] | None = None, is_main: bool = True,
+                 cpu_budget_s: float | None = None, deadline_unix: float | None = None, counters: dict[str, Any] | None = None, is_main: bool = True,
                  world_size: int = 1, any_process: Callable[[bool], bool] = bool,
                  fresh_removes: Sequence[str] = ("log.csv",), map_location: Any = "cpu") -> None:
         if layout not in LAYOUTS:
@@ -125,7 +131,7 @@ class ResumableLoop:
             raise ValueError("cpu_budget_s is a single-process budget; leave it out under torchrun")
         self.out, self.model, self.optimizer, self.scheduler = Path(out), model, optimizer, scheduler
         self.epochs, self.log_fields, self.layout = epochs, list(log_fields), layout
-        self.max_wall_time_s, self.cpu_budget_s = max_wall_time_s, cpu_budget_s
+        self.max_wall_time_s, self.cpu_budget_s, self.deadline_unix = max_wall_time_s, cpu_budget_s, deadline_unix
         self.counters = dict(counters or {})
         self.is_main, self.any_process = is_main, any_process
         self.fresh_removes, self.map_location = tuple(fresh_removes), map_location
@@ -133,7 +139,7 @@ class ResumableLoop:
         self.epoch, self.step, self.best, self.wall_s = 0, 0, math.inf, 0.0
         self.budget = CpuBudget(cpu_budget_s)
         self.epochs_run = epochs
-        self.stopped: str | None = None  # None (planned end), "cpu_budget" or "wall_time"
+        self.stopped: str | None = None  # None (planned end), "cpu_budget", "wall_time" or "deadline"
         self.bar: Any = None
         self._t0 = time.perf_counter()
 
@@ -152,8 +158,11 @@ class ResumableLoop:
             cpu_before = self._load(safe_torch_load(self.state_path, what="training state",
                                                     map_location=self.map_location))
             log.info("resumed from %s at epoch %d step %d", self.state_path, self.epoch, self.step)
-            if self.is_main:  # rows of epochs after the saved state would be logged twice
-                drop_epochs_from(self.log_path, self.epoch)
+            if self.is_main:  # rows after the saved state would be logged twice
+                if self.layout == "global_step":  # the state follows the row of its step
+                    drop_epochs_from(self.log_path, self.step + 1, key="step")
+                else:
+                    drop_epochs_from(self.log_path, self.epoch)
         elif self.is_main:  # a fresh run: no files of an earlier run
             for name in self.fresh_removes:
                 (self.out / name).unlink(missing_ok=True)
@@ -165,10 +174,12 @@ class ResumableLoop:
     def _load(self, state: dict[str, Any]) -> float:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scheduler is not None and state[self._scheduler_key] is not None:
+            self.scheduler.load_state_dict(state[self._scheduler_key])
         if self.layout == "epoch":
             self.epoch, self.step, self.best = state["epoch"] + 1, 0, state["best_val"]
+        elif self.layout == "global_step":
+            self.epoch, self.step, self.best = 0, state["step"], state["best_val"]
         else:
             self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
         self.wall_s = state["wall_s"]
@@ -178,15 +189,26 @@ class ResumableLoop:
     def state(self, epoch: int, step: int) -> dict[str, Any]:
         """The content of ``state.pt`` at position (next ``epoch``, next ``step``)."""
         doc: dict[str, Any] = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-        if self.scheduler is not None:
-            doc["scheduler"] = self.scheduler.state_dict()
+        if self.scheduler is not None or self.layout == "global_step":
+            doc[self._scheduler_key] = None if self.scheduler is None else self.scheduler.state_dict()
         if self.layout == "epoch":
             if step:
                 raise ValueError("the 'epoch' state layout saves whole epochs only")
             doc.update(epoch=epoch - 1, best_val=self.best)
+        elif self.layout == "global_step":
+            if epoch:
+                raise ValueError("the 'global_step' state layout has no epochs")
+            doc.update(step=step, best_val=self.best)
         else:
             doc.update(epoch=epoch, step=step, best=self.best)
-        return {**doc, "wall_s": self.wall_s, **self.counters, "cpu_s": self.budget.used_s()}
+        doc.update(wall_s=self.wall_s, **self.counters)
+        if self.layout != "global_step":
+            doc["cpu_s"] = self.budget.used_s()
+        return doc
+
+    @property
+    def _scheduler_key(self) -> str:
+        return "plateau" if self.layout == "global_step" else "scheduler"
 
     def save_state(self, epoch: int, step: int) -> None:
         """Write ``state.pt`` (main process, atomic) at position (next ``epoch``, next ``step``)."""
@@ -198,6 +220,15 @@ class ResumableLoop:
         now = time.perf_counter()
         self.wall_s += now - self._t0
         self._t0 = now
+
+    def restart_clock(self) -> None:
+        """Start the next wall-time interval now: the time since the last tick (e.g. a checkpoint
+        write) is not training time."""
+        self._t0 = time.perf_counter()
+
+    def past_deadline(self) -> bool:
+        """Whether the deadline (if any) has passed."""
+        return self.deadline_unix is not None and time.time() >= self.deadline_unix
 
     def checkpoint(self, epoch: int, step: int) -> None:
         """Mid-epoch: count the wall time so far and write ``state.pt`` at (``epoch``, next ``step``)."""
@@ -223,7 +254,8 @@ class ResumableLoop:
         -------
         str or None
             :attr:`stopped`: ``None`` at the planned end, ``"cpu_budget"`` (the run is over;
-            :attr:`epochs_run` says how many epochs ran) or ``"wall_time"`` (resume continues).
+            :attr:`epochs_run` says how many epochs ran), ``"wall_time"`` or ``"deadline"`` (resume
+            continues).
         """
         from tqdm.auto import tqdm
 
@@ -238,6 +270,10 @@ class ResumableLoop:
                 if epoch > 0 and self.budget.spent():  # at least one epoch, so there is a best model
                     self.stopped, self.epochs_run = "cpu_budget", epoch
                     log.info("CPU budget of %.0f s spent after %d epochs: training ends", self.cpu_budget_s, epoch)
+                    break
+                if epoch > 0 and self.past_deadline():
+                    self.stopped = "deadline"
+                    log.warning("deadline reached before epoch %d: cut; resume continues", epoch)
                     break
                 self._t0 = time.perf_counter()
                 outcome = run_epoch(epoch, self.step if epoch == start else 0)

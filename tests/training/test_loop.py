@@ -226,3 +226,27 @@ def test_remove_stale_temp_files(tmp_path) -> None:
     assert [p.name for p in remove_stale_temp_files(tmp_path)] == [".state.pt.x1.tmp"]
     assert _listing(tmp_path) == ["keep.tmp", "state.pt"]
     assert atomic.TEMP_GLOB == ".*.tmp"
+
+
+def test_global_step_layout_resumes_after_the_row_of_its_step(tmp_path) -> None:
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    fields = ["step", "val_loss", "wall_s"]
+    loop = ResumableLoop(tmp_path, model, opt, None, epochs=1, log_fields=fields, layout="global_step",
+                         counters={"best_step": -1}, deadline_unix=0.0)
+    assert not loop.start(True, {}) and loop.past_deadline()
+    for step in (2, 4, 6):
+        loop_mod.append_row(tmp_path / "log.csv", fields, {"step": step, "val_loss": 1.0 / step, "wall_s": 0.0})
+        if step == 4:
+            loop.best, loop.counters["best_step"] = 0.25, 4
+            loop.save_state(0, 4)
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert state["plateau"] is None and "cpu_s" not in state and "epoch" not in state
+    assert (state["step"], state["best_val"], state["best_step"]) == (4, 0.25, 4)
+    with pytest.raises(ValueError, match="no epochs"):
+        loop.save_state(1, 0)
+    again = ResumableLoop(tmp_path, model, opt, None, epochs=1, log_fields=fields, layout="global_step",
+                          counters={"best_step": -1})
+    assert again.start(True, {}) and (again.step, again.best, again.counters["best_step"]) == (4, 0.25, 4)
+    with (tmp_path / "log.csv").open(newline="") as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == [2, 4]  # step 6 comes again
