@@ -34,7 +34,7 @@ from emgp_md.pretrain.hypergraphs import HypergraphCache, HypergraphSamples
 from emgp_md.pretrain.noise import noise_levels
 from emgp_md.pretrain.objectives import draw_noise, pretrain_losses
 from emgp_md.training.distributed import DistInfo, allreduce_gradients, allreduce_sum, broadcast_parameters, shard
-from emgp_md.training.loop import EpochOutcome, Progress, ResumableLoop
+from emgp_md.training.loop import Budgets, EpochOutcome, Progress, ResumableLoop
 
 log = logging.getLogger(__name__)
 Sample = tuple[Topology, np.ndarray]
@@ -148,10 +148,9 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
     sigmas = noise_levels(cfg.sigma_begin_A, cfg.sigma_end_A, cfg.n_levels).float().to(info.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.min_lr)
-    loop = ResumableLoop(out, model, opt, sched, epochs=cfg.epochs, log_fields=FIELDS, layout="step",
-                         max_wall_time_s=cfg.max_wall_time_s, cpu_budget_s=cfg.cpu_budget_s,
-                         counters={"skipped": 0}, is_main=info.is_main, world_size=info.world_size,
-                         fresh_removes=("log.csv", "hypergraphs.json"), map_location=info.device)
+    budgets = Budgets(cfg.epochs, max_wall_time_s=cfg.max_wall_time_s, cpu_s=cfg.cpu_budget_s)
+    loop = ResumableLoop(out, model, opt, sched, budgets, log_fields=FIELDS, layout="step", counters={"skipped": 0},
+                         info=info, fresh_removes=("log.csv", "hypergraphs.json"), map_location=info.device)
     loop.start(resume, to_dict(cfg))
     meta = _metadata(cfg, sigmas, len(train))
     n_batches = math.ceil(len(train) / cfg.batch_size)

@@ -27,9 +27,9 @@ from emgp_md.models.checkpoint import make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.models.forces import energy_and_forces
 from emgp_md.training.budget import CpuBudget
-from emgp_md.training.distributed import DistInfo, allreduce_gradients, allreduce_sum, broadcast_parameters, shard
+from emgp_md.training.distributed import DistInfo, allreduce_gradients, broadcast_parameters, shard
 from emgp_md.training.evaluate import evaluate
-from emgp_md.training.loop import EpochOutcome, Progress, ResumableLoop
+from emgp_md.training.loop import Budgets, EpochOutcome, Progress, ResumableLoop
 from emgp_md.training.losses import energy_force_loss
 from emgp_md.training.transfer import pretrained_backbone, transfer_config
 
@@ -136,11 +136,6 @@ def _val_loss(metrics: dict[str, float], cfg: FinetuneConfig, scale: float) -> f
     return (cfg.energy_weight * metrics["energy_mae_kcal_mol"] + cfg.force_weight * metrics["force_mae_kcal_mol_A"]) / scale
 
 
-def _any_process(flag: bool, info: DistInfo) -> bool:
-    """Whether ``flag`` is set on any process of the run."""
-    return bool(allreduce_sum(torch.tensor([float(flag)]), info)[0] > 0)
-
-
 def finetune(
     cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False, info: DistInfo | None = None
 ) -> dict[str, Any]:
@@ -172,9 +167,8 @@ def finetune(
     broadcast_parameters(model, info)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _scheduler(cfg, opt)
-    loop = ResumableLoop(out, model, opt, sched, epochs=cfg.epochs, log_fields=LOG_FIELDS, layout="epoch",
-                         max_wall_time_s=cfg.max_wall_time_s, cpu_budget_s=cfg.cpu_budget_s, is_main=info.is_main,
-                         world_size=info.world_size, any_process=lambda flag: _any_process(flag, info))
+    budgets = Budgets(cfg.epochs, max_wall_time_s=cfg.max_wall_time_s, cpu_s=cfg.cpu_budget_s)
+    loop = ResumableLoop(out, model, opt, sched, budgets, log_fields=LOG_FIELDS, layout="epoch", info=info)
     loop.start(resume, to_dict(cfg))
     meta = make_metadata(
         cfg.model, sorted(set(data.z.tolist())), ENERGY_UNIT, topology=topo.to_dict(), kind="finetuned",

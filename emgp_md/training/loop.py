@@ -48,6 +48,7 @@ from emgp_md.atomic import atomic_write_text, remove_stale_temp_files
 from emgp_md.models.checkpoint import safe_torch_load
 from emgp_md.training.budget import CpuBudget
 from emgp_md.training.csvlog import append_row, drop_epochs_from
+from emgp_md.training.distributed import DistInfo, allreduce_sum
 
 log = logging.getLogger(__name__)
 LAYOUTS = ("epoch", "step", "global_step")
@@ -76,6 +77,30 @@ class EpochOutcome:
 
 
 @dataclass
+class Budgets:
+    """When a run stops.
+
+    Attributes
+    ----------
+    epochs : int
+        Epochs of the planned run.
+    max_wall_time_s : float, optional
+        Training wall time, checked after each epoch; the run stops resumable.
+    cpu_s : float, optional
+        CPU seconds of this process (:class:`~emgp_md.training.budget.CpuBudget`), checked before
+        each epoch after the first; the run is over. Single-process runs only.
+    deadline_unix : float, optional
+        An absolute ``time.time()``, checked before each epoch after the first; the run is cut,
+        resumable.
+    """
+
+    epochs: int = 1
+    max_wall_time_s: float | None = None
+    cpu_s: float | None = None
+    deadline_unix: float | None = None
+
+
+@dataclass
 class Progress:
     """The progress bar: ``steps_per_epoch=None`` counts epochs (the loop advances it), an integer
     counts steps (the trainer calls :meth:`ResumableLoop.advance` after each)."""
@@ -97,48 +122,41 @@ class ResumableLoop:
         Run folder (created).
     model, optimizer, scheduler
         Their ``state_dict`` go into ``state.pt``; ``scheduler`` may be ``None`` (not saved).
-    epochs : int
-        Epochs of the planned run.
+    budgets : Budgets
     log_fields : sequence of str
         The ``log.csv`` columns, ``epoch`` first and ``wall_s`` last.
     layout : {"epoch", "step", "global_step"}
         The ``state.pt`` layout.
-    max_wall_time_s, cpu_budget_s, deadline_unix : float, optional
-        Budgets (``None``: none); the deadline is an absolute ``time.time()``.
     counters : dict, optional
         Trainer counters saved in ``state.pt`` under their names (initial values); read and change
         them in :attr:`counters`.
-    is_main : bool
-        Only the main process writes files (data-parallel runs).
-    world_size : int
-        Processes of the run; a CPU budget needs one.
-    any_process : callable
-        Turns this process's "stop" flag into the decision of all processes (identity: one process).
+    info : DistInfo, optional
+        The processes of a data-parallel run: only the main one writes files, and all stop on the
+        wall-time budget when one reaches it.
     fresh_removes : sequence of str
         Files of an earlier run removed when a run starts afresh.
     map_location : torch.device or str
         Where ``state.pt``'s tensors are loaded.
     """
 
-    def __init__(self, out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *,
-                 epochs: int, log_fields: Sequence[str], layout: str = "epoch", max_wall_time_s: float | None = None,
-                 cpu_budget_s: float | None = None, deadline_unix: float | None = None, counters: dict[str, Any] | None = None, is_main: bool = True,
-                 world_size: int = 1, any_process: Callable[[bool], bool] = bool,
+    def __init__(self, out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                 budgets: Budgets, *, log_fields: Sequence[str], layout: str = "epoch",
+                 counters: dict[str, Any] | None = None, info: DistInfo | None = None,
                  fresh_removes: Sequence[str] = ("log.csv",), map_location: Any = "cpu") -> None:
         if layout not in LAYOUTS:
             raise ValueError(f"unknown state layout {layout!r}; use one of {LAYOUTS}")
-        if cpu_budget_s is not None and world_size > 1:
+        self.info = info or DistInfo()
+        if budgets.cpu_s is not None and self.info.world_size > 1:
             raise ValueError("cpu_budget_s is a single-process budget; leave it out under torchrun")
         self.out, self.model, self.optimizer, self.scheduler = Path(out), model, optimizer, scheduler
-        self.epochs, self.log_fields, self.layout = epochs, list(log_fields), layout
-        self.max_wall_time_s, self.cpu_budget_s, self.deadline_unix = max_wall_time_s, cpu_budget_s, deadline_unix
+        self.budgets, self.epochs, self.log_fields, self.layout = budgets, budgets.epochs, list(log_fields), layout
         self.counters = dict(counters or {})
-        self.is_main, self.any_process = is_main, any_process
+        self.is_main = self.info.is_main
         self.fresh_removes, self.map_location = tuple(fresh_removes), map_location
         self.state_path, self.log_path = self.out / "state.pt", self.out / "log.csv"
         self.epoch, self.step, self.best, self.wall_s = 0, 0, math.inf, 0.0
-        self.budget = CpuBudget(cpu_budget_s)
-        self.epochs_run = epochs
+        self.budget = CpuBudget(budgets.cpu_s)
+        self.epochs_run = budgets.epochs
         self.stopped: str | None = None  # None (planned end), "cpu_budget", "wall_time" or "deadline"
         self.bar: Any = None
         self._t0 = time.perf_counter()
@@ -166,7 +184,7 @@ class ResumableLoop:
         elif self.is_main:  # a fresh run: no files of an earlier run
             for name in self.fresh_removes:
                 (self.out / name).unlink(missing_ok=True)
-        self.budget = CpuBudget(self.cpu_budget_s, cpu_before)
+        self.budget = CpuBudget(self.budgets.cpu_s, cpu_before)
         if self.is_main:
             atomic_write_text(self.out / "config.json", json.dumps(config, indent=2))
         return resumed
@@ -174,7 +192,7 @@ class ResumableLoop:
     def _load(self, state: dict[str, Any]) -> float:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state[self._scheduler_key] is not None:
+        if self.scheduler is not None and state.get(self._scheduler_key) is not None:
             self.scheduler.load_state_dict(state[self._scheduler_key])
         if self.layout == "epoch":
             self.epoch, self.step, self.best = state["epoch"] + 1, 0, state["best_val"]
@@ -228,7 +246,8 @@ class ResumableLoop:
 
     def past_deadline(self) -> bool:
         """Whether the deadline (if any) has passed."""
-        return self.deadline_unix is not None and time.time() >= self.deadline_unix
+        deadline = self.budgets.deadline_unix
+        return deadline is not None and time.time() >= deadline
 
     def checkpoint(self, epoch: int, step: int) -> None:
         """Mid-epoch: count the wall time so far and write ``state.pt`` at (``epoch``, next ``step``)."""
@@ -269,7 +288,7 @@ class ResumableLoop:
             for epoch in range(start, self.epochs):
                 if epoch > 0 and self.budget.spent():  # at least one epoch, so there is a best model
                     self.stopped, self.epochs_run = "cpu_budget", epoch
-                    log.info("CPU budget of %.0f s spent after %d epochs: training ends", self.cpu_budget_s, epoch)
+                    log.info("CPU budget of %.0f s spent after %d epochs: training ends", self.budgets.cpu_s, epoch)
                     break
                 if epoch > 0 and self.past_deadline():
                     self.stopped = "deadline"
@@ -283,8 +302,7 @@ class ResumableLoop:
                 if per_step is None:
                     self.bar.update(1)
                 self.bar.set_postfix(**outcome.postfix)
-                over = self.max_wall_time_s is not None and self.wall_s >= self.max_wall_time_s
-                if self.any_process(over) and epoch + 1 < self.epochs:
+                if self._over_wall_time() and epoch + 1 < self.epochs:
                     self.stopped = "wall_time"
                     log.warning("wall-time budget %.0f s reached after epoch %d: stopping; resume continues",
                                 self.wall_s, epoch)
@@ -292,6 +310,12 @@ class ResumableLoop:
         finally:
             self.bar.close()
         return self.stopped
+
+    def _over_wall_time(self) -> bool:
+        """Whether any process has reached the wall-time budget (a collective call under torchrun)."""
+        limit = self.budgets.max_wall_time_s
+        over = limit is not None and self.wall_s >= limit
+        return bool(allreduce_sum(torch.tensor([float(over)]), self.info)[0] > 0)
 
     def _end_epoch(self, epoch: int, outcome: EpochOutcome, on_best: Callable[[int, EpochOutcome], None],
                    on_epoch_end: Callable[[int, EpochOutcome], None] | None,

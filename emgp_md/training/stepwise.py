@@ -45,7 +45,7 @@ from emgp_md.models.forces import energy_and_forces
 from emgp_md.training.csvlog import append_row
 from emgp_md.training.evaluate import evaluate
 from emgp_md.training.finetune import build_finetune_model, normalisation_scale, resolve_device
-from emgp_md.training.loop import ResumableLoop
+from emgp_md.training.loop import Budgets, ResumableLoop
 from emgp_md.training.losses import energy_force_loss
 
 log = logging.getLogger(__name__)
@@ -182,8 +182,8 @@ def train_steps(
     best_state: dict[str, torch.Tensor] | None = None
     best_metrics: dict[str, Any] | None = None
     best_path = out / "best.pt"
-    loop = ResumableLoop(out, model, opt, plateau, epochs=1, log_fields=LOG_FIELDS, layout="global_step",
-                         deadline_unix=budget.deadline_unix, counters={"best_step": -1}, map_location=device)
+    loop = ResumableLoop(out, model, opt, plateau, Budgets(deadline_unix=budget.deadline_unix), log_fields=LOG_FIELDS,
+                         layout="global_step", counters={"best_step": -1}, map_location=device)
     config = {"config": to_dict(cfg), "budget": asdict(budget), "batch_size": batch, "provenance": provenance or {}}
     if loop.start(resume, config) and best_path.exists():
         best_model, best_meta = load_checkpoint(best_path)

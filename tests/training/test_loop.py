@@ -26,7 +26,8 @@ from emgp_md.atomic import (
     remove_stale_temp_files,
 )
 from emgp_md.training import loop as loop_mod
-from emgp_md.training.loop import EpochOutcome, Progress, ResumableLoop
+from emgp_md.training.distributed import DistInfo
+from emgp_md.training.loop import Budgets, EpochOutcome, Progress, ResumableLoop
 
 N, BATCH, EPOCHS = 24, 5, 4
 STEPS = -(-N // BATCH)
@@ -45,8 +46,8 @@ def _run(out: Path, resume: bool = False, kill_at: tuple[int, int] | None = None
     model = torch.nn.Linear(3, 1).double()
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=EPOCHS)
-    loop = ResumableLoop(out, model, opt, sched, epochs=EPOCHS, log_fields=FIELDS, layout="step",
-                         counters={"steps_done": 0}, **budgets)
+    loop = ResumableLoop(out, model, opt, sched, Budgets(EPOCHS, **budgets), log_fields=FIELDS, layout="step",
+                         counters={"steps_done": 0})
     loop.start(resume, {"lr": 0.05})
 
     def run_epoch(epoch: int, first_step: int) -> EpochOutcome:
@@ -149,7 +150,7 @@ def test_wall_time_budget_stops_resumably(tmp_path, reference) -> None:
 
 
 def test_cpu_budget_ends_the_run_after_one_epoch(tmp_path) -> None:
-    loop = _run(tmp_path, cpu_budget_s=1e-9)
+    loop = _run(tmp_path, cpu_s=1e-9)
     assert loop.stopped == "cpu_budget" and loop.epochs_run == 1
     assert _epochs(tmp_path / "log.csv") == [0]
     assert torch.load(tmp_path / "state.pt", weights_only=True)["cpu_s"] > 0
@@ -157,14 +158,14 @@ def test_cpu_budget_ends_the_run_after_one_epoch(tmp_path) -> None:
 
 def test_cpu_budget_needs_one_process(tmp_path) -> None:
     with pytest.raises(ValueError, match="single-process"):
-        ResumableLoop(tmp_path, torch.nn.Linear(1, 1), None, None, epochs=1, log_fields=FIELDS,
-                      cpu_budget_s=1.0, world_size=2)
+        ResumableLoop(tmp_path, torch.nn.Linear(1, 1), None, None, Budgets(cpu_s=1.0), log_fields=FIELDS,
+                      info=DistInfo(rank=0, world_size=2))
 
 
 def test_epoch_layout_saves_whole_epochs(tmp_path) -> None:
     model = torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    loop = ResumableLoop(tmp_path, model, opt, None, epochs=3, log_fields=FIELDS, layout="epoch")
+    loop = ResumableLoop(tmp_path, model, opt, None, Budgets(3), log_fields=FIELDS, layout="epoch")
     loop.start(False, {})
     loop.best = 0.5
     loop.save_state(2, 0)
@@ -172,7 +173,7 @@ def test_epoch_layout_saves_whole_epochs(tmp_path) -> None:
     assert (state["epoch"], state["best_val"]) == (1, 0.5) and "scheduler" not in state
     with pytest.raises(ValueError, match="whole epochs"):
         loop.save_state(2, 1)
-    again = ResumableLoop(tmp_path, model, opt, None, epochs=3, log_fields=FIELDS, layout="epoch")
+    again = ResumableLoop(tmp_path, model, opt, None, Budgets(3), log_fields=FIELDS, layout="epoch")
     assert again.start(True, {}) and (again.epoch, again.step, again.best) == (2, 0, 0.5)
 
 
@@ -232,8 +233,8 @@ def test_global_step_layout_resumes_after_the_row_of_its_step(tmp_path) -> None:
     model = torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     fields = ["step", "val_loss", "wall_s"]
-    loop = ResumableLoop(tmp_path, model, opt, None, epochs=1, log_fields=fields, layout="global_step",
-                         counters={"best_step": -1}, deadline_unix=0.0)
+    loop = ResumableLoop(tmp_path, model, opt, None, Budgets(deadline_unix=0.0), log_fields=fields,
+                         layout="global_step", counters={"best_step": -1})
     assert not loop.start(True, {}) and loop.past_deadline()
     for step in (2, 4, 6):
         loop_mod.append_row(tmp_path / "log.csv", fields, {"step": step, "val_loss": 1.0 / step, "wall_s": 0.0})
@@ -245,7 +246,7 @@ def test_global_step_layout_resumes_after_the_row_of_its_step(tmp_path) -> None:
     assert (state["step"], state["best_val"], state["best_step"]) == (4, 0.25, 4)
     with pytest.raises(ValueError, match="no epochs"):
         loop.save_state(1, 0)
-    again = ResumableLoop(tmp_path, model, opt, None, epochs=1, log_fields=fields, layout="global_step",
+    again = ResumableLoop(tmp_path, model, opt, None, Budgets(), log_fields=fields, layout="global_step",
                           counters={"best_step": -1})
     assert again.start(True, {}) and (again.step, again.best, again.counters["best_step"]) == (4, 0.25, 4)
     with (tmp_path / "log.csv").open(newline="") as fh:
