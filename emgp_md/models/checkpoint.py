@@ -29,12 +29,14 @@ import json
 import logging
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from emgp_md.atomic import atomic_torch_save, atomic_write_text, remove_stale_temp_files  # noqa: F401 - re-exported (older imports)
+from emgp_md import atomic
+from emgp_md.atomic import atomic_torch_save
 from emgp_md.config import ModelConfig, from_dict, to_dict
 from emgp_md.errors import ModelIntegrityError
 from emgp_md.models import build_model
@@ -70,6 +72,17 @@ def make_metadata(
     meta.update(extra)
     json.dumps(meta)  # fail early on anything that is not JSON-able
     return meta
+
+
+_MOVED_TO_ATOMIC = ("atomic_write_text", "remove_stale_temp_files")
+
+
+def __getattr__(name: str) -> Any:
+    """The atomic-write helpers that moved to :mod:`emgp_md.atomic`, with a ``FutureWarning``."""
+    if name in _MOVED_TO_ATOMIC:
+        warnings.warn(f"emgp_md.models.checkpoint.{name} moved to emgp_md.atomic.{name}", FutureWarning, stacklevel=2)
+        return getattr(atomic, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
