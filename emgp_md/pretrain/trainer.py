@@ -127,7 +127,6 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
     RuntimeError
         No training conformer could be used in an epoch (every molecule failed fragmentation).
     """
-
     if cfg.variant == "direct" and cfg.model.backbone != "egnn":
         raise NotImplementedError(
             f"the 'direct' pretraining variant needs a coordinate output, which only the EGNN backbone has; "
