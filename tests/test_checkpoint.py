@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import make_small_model, topo_of
 
+from emgp_md.atomic import atomic_write_text, remove_stale_temp_files
 from emgp_md.config import ModelConfig
 from emgp_md.data.graph import collate
 from emgp_md.errors import ModelIntegrityError
@@ -17,12 +18,10 @@ from emgp_md.models.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
     atomic_save,
-    atomic_write_text,
     content_hash,
     load_checkpoint,
     make_metadata,
     read_checkpoint,
-    remove_stale_temp_files,
     safe_torch_load,
     save_checkpoint,
     write_checkpoint,
@@ -294,3 +293,12 @@ def test_atomic_write_text(tmp_path):
     atomic_write_text(path, "{}")
     atomic_write_text(path, '{"a": 1}')
     assert path.read_text() == '{"a": 1}' and [p.name for p in path.parent.iterdir()] == ["config.json"]
+
+
+def test_moved_atomic_helpers_warn() -> None:
+    import emgp_md.models.checkpoint as checkpoint_mod
+
+    with pytest.warns(FutureWarning, match="emgp_md.atomic"):
+        assert checkpoint_mod.atomic_write_text is atomic_write_text
+    with pytest.raises(AttributeError):
+        checkpoint_mod.no_such_name  # noqa: B018

@@ -13,6 +13,7 @@ from emgp_md.config import FinetuneConfig, ModelConfig, PretrainConfig
 from emgp_md.models.checkpoint import atomic_save
 from emgp_md.pretrain import trainer
 from emgp_md.training import finetune as finetune_mod
+from emgp_md.training import loop as loop_mod
 from emgp_md.training.csvlog import append_row, drop_epochs_from
 
 
@@ -56,7 +57,7 @@ def _ft_cfg(data, **kw) -> FinetuneConfig:
 def test_finetune_killed_after_logging_resumes_without_duplicate_rows(tmp_path, tiny_rmd17, monkeypatch):
     out = tmp_path / "ft"
     # killed after epoch 1's log row, before its state.pt: the saved state covers epoch 0 only
-    _die_on_save(monkeypatch, finetune_mod, lambda obj: obj.get("epoch") == 1)
+    _die_on_save(monkeypatch, loop_mod, lambda obj: obj.get("epoch") == 1)
     with pytest.raises(KeyboardInterrupt):
         finetune_mod.finetune(_ft_cfg(tiny_rmd17), out)
     assert _epochs(out / "log.csv") == [0, 1]
@@ -64,7 +65,7 @@ def test_finetune_killed_after_logging_resumes_without_duplicate_rows(tmp_path, 
     stale = [out / ".state.pt.k1ll3d.tmp", out / ".config.json.x7.tmp", out / ".best.pt.q9.tmp"]
     for path in stale:
         path.write_bytes(b"half-written")
-    monkeypatch.setattr(finetune_mod, "atomic_save", atomic_save)
+    monkeypatch.setattr(loop_mod, "atomic_save", atomic_save)
     result = finetune_mod.finetune(_ft_cfg(tiny_rmd17), out, resume=True)
     assert result["finished"]
     assert _epochs(out / "log.csv") == [0, 1]
@@ -74,13 +75,13 @@ def test_finetune_killed_after_logging_resumes_without_duplicate_rows(tmp_path, 
 
 def test_finetune_config_json_written_atomically(tmp_path, tiny_rmd17, monkeypatch):
     written = []
-    original = finetune_mod.atomic_write_text
+    original = loop_mod.atomic_write_text
 
     def spy(path, text):
         written.append(Path(path).name)
         original(path, text)
 
-    monkeypatch.setattr(finetune_mod, "atomic_write_text", spy)
+    monkeypatch.setattr(loop_mod, "atomic_write_text", spy)
     finetune_mod.finetune(_ft_cfg(tiny_rmd17, epochs=1), tmp_path / "cfg")
     assert "config.json" in written and (tmp_path / "cfg" / "config.json").is_file()
 
@@ -98,14 +99,14 @@ def test_pretrain_killed_after_logging_resumes_without_duplicate_rows(tmp_path, 
     train, val = confs[:16], confs[16:]
     out = tmp_path / "pt"
     # killed after epoch 0's log row, before the end-of-epoch state (epoch 1, step 0)
-    _die_on_save(monkeypatch, trainer, lambda obj: (obj.get("epoch"), obj.get("step")) == (1, 0))
+    _die_on_save(monkeypatch, loop_mod, lambda obj: (obj.get("epoch"), obj.get("step")) == (1, 0))
     with pytest.raises(KeyboardInterrupt):
         trainer.pretrain(_pt_cfg(), train, val, out)
     assert _epochs(out / "log.csv") == [0]
     state = torch.load(out / "state.pt", weights_only=True)
     assert state["epoch"] == 0  # the saved state is inside epoch 0
     (out / ".state.pt.abc.tmp").write_bytes(b"half")
-    monkeypatch.setattr(trainer, "atomic_save", atomic_save)
+    monkeypatch.setattr(loop_mod, "atomic_save", atomic_save)
     trainer.pretrain(_pt_cfg(), train, val, out, resume=True)
     assert _epochs(out / "log.csv") == [0, 1]
     assert not list(out.glob(".*.tmp")) and not list(out.glob("*.tmp"))

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from emgp_md.atomic import atomic_write_json
 from emgp_md.data.topology import Topology, topology_from_bonds
 
 __all__ = ["FORMAT", "ConformerDataset", "ConformerRecord", "ShardWriter", "collate_records", "split_by_molecule"]
@@ -116,9 +117,7 @@ class ShardWriter:
 def write_manifest(out_dir: str | Path, manifest: dict[str, Any]) -> Path:
     """Write ``manifest.json`` (with the format tag) last, so that a complete set has one."""
     path = Path(out_dir) / MANIFEST
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"format": FORMAT, **manifest}, indent=2))
-    tmp.replace(path)
+    atomic_write_json(path, {"format": FORMAT, **manifest})
     return path
 
 

@@ -28,14 +28,15 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from emgp_md import atomic
+from emgp_md.atomic import atomic_torch_save
 from emgp_md.config import ModelConfig, from_dict, to_dict
 from emgp_md.errors import ModelIntegrityError
 from emgp_md.models import build_model
@@ -73,56 +74,20 @@ def make_metadata(
     return meta
 
 
-def _temp_beside(path: Path) -> str:
-    """A new empty temporary file ``.<name>.*.tmp`` in ``path``'s folder (mode 0666 minus umask)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint is an ordinary file
-    return tmp
+_MOVED_TO_ATOMIC = ("atomic_write_text", "remove_stale_temp_files")
+
+
+def __getattr__(name: str) -> Any:
+    """The atomic-write helpers that moved to :mod:`emgp_md.atomic`, with a ``FutureWarning``."""
+    if name in _MOVED_TO_ATOMIC:
+        warnings.warn(f"emgp_md.models.checkpoint.{name} moved to emgp_md.atomic.{name}", FutureWarning, stacklevel=2)
+        return getattr(atomic, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    tmp = _temp_beside(path)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    tmp = _temp_beside(path)
-    try:
-        Path(tmp).write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def remove_stale_temp_files(folder: str | Path) -> list[Path]:
-    """Delete the ``.<name>.*.tmp`` files that an interrupted :func:`atomic_save` left in ``folder``.
-
-    Call it only where no other process is writing into ``folder`` (e.g. when a run starts).
-    Returns the removed paths.
-    """
-    removed = []
-    for tmp in sorted(Path(folder).glob(".*.tmp")):
-        if tmp.is_file():
-            tmp.unlink()
-            removed.append(tmp)
-    if removed:
-        log.info("removed %d temporary file(s) left by an interrupted write: %s", len(removed),
-                 ", ".join(p.name for p in removed))
-    return removed
+    """``torch.save`` to a temporary file in the same folder, then rename (:func:`emgp_md.atomic.atomic_torch_save`)."""
+    atomic_torch_save(obj, path)
 
 
 def content_hash(state: dict[str, torch.Tensor], metadata_json: str) -> str:

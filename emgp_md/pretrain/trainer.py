@@ -16,32 +16,25 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from emgp_md.atomic import atomic_write_json
 from emgp_md.config import PretrainConfig, to_dict
 from emgp_md.data.graph import collate
 from emgp_md.data.topology import Topology
 from emgp_md.models import build_model, hypergraph_options, needs_hypergraph
-from emgp_md.models.checkpoint import (
-    atomic_save,
-    atomic_write_text,
-    make_metadata,
-    remove_stale_temp_files,
-    safe_torch_load,
-    save_checkpoint,
-)
+from emgp_md.models.checkpoint import make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.pretrain.hypergraphs import HypergraphCache, HypergraphSamples
 from emgp_md.pretrain.noise import noise_levels
 from emgp_md.pretrain.objectives import draw_noise, pretrain_losses
-from emgp_md.training.budget import CpuBudget
-from emgp_md.training.csvlog import append_row, drop_epochs_from
 from emgp_md.training.distributed import DistInfo, allreduce_gradients, allreduce_sum, broadcast_parameters, shard
+from emgp_md.training.loop import Budgets, EpochOutcome, Progress, ResumableLoop
 
 log = logging.getLogger(__name__)
 Sample = tuple[Topology, np.ndarray]
@@ -75,6 +68,27 @@ def _summary(sums: torch.Tensor, cfg: PretrainConfig) -> dict[str, float]:
     n = max(n, 1.0)
     return {"loss": (cfg.efp_weight * efp + cfg.inp_weight * inp) / n, "efp": efp / n, "inp": inp / n,
             "inp_acc": correct / n}
+
+
+def _train_step(model: EnergyModel, opt: torch.optim.Optimizer, data: Sequence[Sample | None], ids: list[int],
+                cfg: PretrainConfig, sigmas: torch.Tensor, epoch: int, step: int, info: DistInfo,
+                loop: ResumableLoop) -> torch.Tensor:
+    """One optimizer step on the global batch ``ids`` (skipped, and counted, on a non-finite gradient).
+
+    Returns this process's sums (conformers, EFP, INP, correct INP) as a float64 tensor.
+    """
+    loss, st = run_batch(model, data, ids, cfg, sigmas, epoch, info)
+    opt.zero_grad(set_to_none=True)
+    if loss is not None:
+        loss.backward()
+    allreduce_gradients(model, info)
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    if torch.isfinite(norm):
+        opt.step()
+    else:
+        loop.counters["skipped"] += 1
+        log.warning("non-finite gradient at epoch %d step %d: step skipped", epoch, step)
+    return torch.tensor([st["n"], st["efp"], st["inp"], st["correct"]], dtype=torch.float64)
 
 
 def validate(model: EnergyModel, data: Sequence[Sample], cfg: PretrainConfig, sigmas: torch.Tensor,
@@ -113,8 +127,6 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
     RuntimeError
         No training conformer could be used in an epoch (every molecule failed fragmentation).
     """
-    from tqdm.auto import tqdm
-
     if cfg.variant == "direct" and cfg.model.backbone != "egnn":
         raise NotImplementedError(
             f"the 'direct' pretraining variant needs a coordinate output, which only the EGNN backbone has; "
@@ -135,71 +147,27 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
     sigmas = noise_levels(cfg.sigma_begin_A, cfg.sigma_end_A, cfg.n_levels).float().to(info.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.min_lr)
-    if cfg.cpu_budget_s is not None and info.world_size > 1:
-        raise ValueError("cpu_budget_s is a single-process budget; leave it out under torchrun")
-    start_epoch, start_step, best, wall, skipped, cpu_before = 0, 0, math.inf, 0.0, 0, 0.0
-    state_path = out / "state.pt"
-    if info.is_main:
-        remove_stale_temp_files(out)  # left by a write that a crash interrupted
-    if resume and state_path.exists():
-        st = safe_torch_load(state_path, what="training state", map_location=info.device)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        start_epoch, start_step, best, wall, skipped = st["epoch"], st["step"], st["best"], st["wall_s"], st["skipped"]
-        cpu_before = float(st.get("cpu_s", 0.0))
-        log.info("resumed at epoch %d step %d", start_epoch, start_step)
-        if info.is_main:  # rows of epochs after the saved state would be logged twice
-            drop_epochs_from(out / "log.csv", start_epoch)
-    elif info.is_main:  # a fresh run: no log lines of an earlier run
-        for name in ("log.csv", "hypergraphs.json"):
-            (out / name).unlink(missing_ok=True)
+    budgets = Budgets(cfg.epochs, max_wall_time_s=cfg.max_wall_time_s, cpu_s=cfg.cpu_budget_s)
+    loop = ResumableLoop(out, model, opt, sched, budgets, log_fields=FIELDS, layout="step", counters={"skipped": 0},
+                         info=info, fresh_removes=("log.csv", "hypergraphs.json"), map_location=info.device)
+    loop.start(resume, to_dict(cfg))
     meta = _metadata(cfg, sigmas, len(train))
-    if info.is_main:
-        atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
-
-    def save_state(epoch: int, step: int) -> None:
-        if info.is_main:
-            atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         "epoch": epoch, "step": step, "best": best, "wall_s": wall, "skipped": skipped,
-                          "cpu_s": budget.used_s()}, state_path)
-
-    budget = CpuBudget(cfg.cpu_budget_s, cpu_before)
     n_batches = math.ceil(len(train) / cfg.batch_size)
-    bar = tqdm(total=cfg.epochs * n_batches, initial=start_epoch * n_batches + start_step, desc="pretrain",
-               unit="batch", disable=not info.is_main)
-    for epoch in range(start_epoch, cfg.epochs):
-        if epoch > 0 and budget.spent():  # at least one step and validation, so there is a best model
-            log.info("CPU budget of %.0f s spent: pretraining ends at epoch %d", cfg.cpu_budget_s, epoch)
-            break
+
+    def run_epoch(epoch: int, first_step: int) -> EpochOutcome:
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
         sums = torch.zeros(4, dtype=torch.float64)
-        t0, seen = time.perf_counter(), 0
-        t_epoch = t0
+        t_epoch, seen = time.perf_counter(), 0
         model.train()
-        first_step = start_step if epoch == start_epoch else 0
         for step in range(first_step, n_batches):
-            if step > 0 and budget.spent():
+            if step > 0 and loop.budget.spent():
                 break
             ids = order[step * cfg.batch_size : (step + 1) * cfg.batch_size].tolist()
-            loss, st = run_batch(model, train, ids, cfg, sigmas, epoch, info)
-            opt.zero_grad(set_to_none=True)
-            if loss is not None:
-                loss.backward()
-            allreduce_gradients(model, info)
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            if torch.isfinite(norm):
-                opt.step()
-            else:
-                skipped += 1
-                log.warning("non-finite gradient at epoch %d step %d: step skipped", epoch, step)
-            sums += torch.tensor([st["n"], st["efp"], st["inp"], st["correct"]], dtype=torch.float64)
+            sums += _train_step(model, opt, train, ids, cfg, sigmas, epoch, step, info, loop)
             seen += len(ids)
-            bar.update(1)
+            loop.advance()
             if (step + 1) % cfg.checkpoint_every_steps == 0:
-                wall += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                save_state(epoch, step + 1)
+                loop.checkpoint(epoch, step + 1)
         rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
         lr = opt.param_groups[0]["lr"]
         sched.step()
@@ -212,34 +180,25 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
         val_sum = validate(model, val, cfg, sigmas, info)
         if cache is not None:
             _report_hypergraphs(cache, epoch, out, info)
-        wall += time.perf_counter() - t0
-        bar.set_postfix(val_loss=f"{val_sum['loss']:.3f}", val_acc=f"{val_sum['inp_acc']:.2f}")
-        if val_sum["loss"] < best:
-            best = val_sum["loss"]
-            if info.is_main:
-                save_checkpoint(out / "best.pt", model, {**meta, "metrics": {"epoch": epoch, "val": val_sum}})
-        if info.is_main:
-            save_checkpoint(out / "last.pt", model, {**meta, "metrics": {"epoch": epoch, "val": val_sum}})
-            append_row(out / "log.csv", FIELDS, {"epoch": epoch, "lr": lr, **{f"train_{k}": v for k, v in train_sum.items()},
-                                       **{f"val_{k}": v for k, v in val_sum.items()}, "skipped_steps": skipped,
-                                       "conformers_per_s": rate, "wall_s": wall})
-        save_state(epoch + 1, 0)
-        if cfg.max_wall_time_s is not None and wall >= cfg.max_wall_time_s and epoch + 1 < cfg.epochs:
-            log.warning("wall-time budget reached after epoch %d; resume to continue", epoch)
-            break
-    bar.close()
+        row = {"lr": lr, **{f"train_{k}": v for k, v in train_sum.items()}, **{f"val_{k}": v for k, v in val_sum.items()},
+               "skipped_steps": loop.counters["skipped"], "conformers_per_s": rate}
+        postfix = {"val_loss": f"{val_sum['loss']:.3f}", "val_acc": f"{val_sum['inp_acc']:.2f}"}
+        return EpochOutcome(val_sum["loss"], row, postfix, {"val": val_sum})
+
+    def save_model(name: str) -> Callable[[int, EpochOutcome], None]:
+        def save(epoch: int, outcome: EpochOutcome) -> None:
+            save_checkpoint(out / name, model, {**meta, "metrics": {"epoch": epoch, "val": outcome.extra["val"]}})
+        return save
+
+    loop.run(run_epoch, save_model("best.pt"), Progress("pretrain", n_batches), on_epoch_end=save_model("last.pt"))
+    best, wall, skipped = loop.best, loop.wall_s, loop.counters["skipped"]
     result = {"best_val_loss": best, "epochs": cfg.epochs, "wall_s": wall, "skipped_steps": skipped,
-              "cpu_s": budget.used_s()}
+              "cpu_s": loop.budget.used_s()}
     if cache is not None:
         result["hypergraphs"] = cache.stats()
     if info.is_main:  # written last: its presence means the run ended normally
-        _write_json(out / "summary.json", result)
+        atomic_write_json(out / "summary.json", result)
     return result
-
-
-def _write_json(path: Path, doc: dict) -> None:
-    """Write ``doc`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    atomic_write_text(path, json.dumps(doc, indent=2))
 
 
 def _report_hypergraphs(cache: HypergraphCache, epoch: int, out: Path, info: DistInfo) -> None:
@@ -254,4 +213,4 @@ def _report_hypergraphs(cache: HypergraphCache, epoch: int, out: Path, info: Dis
     doc["epochs"] = [e for e in doc["epochs"] if e["epoch"] < epoch] + [{"epoch": epoch, **stats}]
     failed = {f["molecule"]: f for f in doc.get("failed", []) + cache.failures}  # earlier attempts of a resumed run
     doc["failed"] = list(failed.values())
-    _write_json(path, doc)
+    atomic_write_json(path, doc)

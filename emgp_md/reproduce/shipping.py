@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from emgp_md.atomic import atomic_path, atomic_write_json
 from emgp_md.config import FinetuneConfig, from_dict
 from emgp_md.data.rmd17 import load_frames, train_val_split
 from emgp_md.models.checkpoint import (
     LEGACY_VERSIONS,
-    atomic_write_text,
     load_checkpoint,
     read_checkpoint,
     safe_torch_load,
@@ -80,7 +80,7 @@ def ship(run_dir: Path, name: str, dest: Path = PACKAGE_DATA) -> dict[str, Any]:
     return index[name]
 
 def _write_index(path: Path, index: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(index, indent=2, sort_keys=True) + "\n")
+    atomic_write_json(path, index, sort_keys=True, newline=True)
 
 
 def add_content_hash(path: Path) -> bool:
@@ -99,8 +99,7 @@ def add_content_hash(path: Path) -> bool:
         read_checkpoint(path)  # current format: verify it, nothing to add
         return False
     state, meta = read_checkpoint(path)
-    tmp = path.with_name(f".{path.name}.rehash.tmp")
-    try:
+    with atomic_path(path) as tmp:  # renamed onto path only when the check below passes
         write_checkpoint(tmp, state, meta)
         state2, meta2 = read_checkpoint(tmp)
         same = (meta2 == meta and json.dumps(meta2) == raw["metadata_json"] and state2.keys() == state.keys()
@@ -108,9 +107,6 @@ def add_content_hash(path: Path) -> bool:
                         and state2[k].numpy().tobytes() == v.numpy().tobytes() for k, v in state.items()))
         if not same:
             raise RuntimeError(f"re-saving {path} with a content hash changed its content; original kept")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     log.info("added a content hash to %s", path)
     return True
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from emgp_md.models.checkpoint import atomic_write_text
+from emgp_md.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 

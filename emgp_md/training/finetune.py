@@ -10,33 +10,26 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from emgp_md.atomic import atomic_write_json
 from emgp_md.config import FinetuneConfig, to_dict
 from emgp_md.data.convert import attach_hypergraph
 from emgp_md.data.graph import repeat_topology
 from emgp_md.data.rmd17 import ENERGY_UNIT, Frames, load_frames, train_val_split
 from emgp_md.data.topology import Topology, topology_from_positions
 from emgp_md.models import build_model, hypergraph_options, needs_hypergraph, paper_init_
-from emgp_md.models.checkpoint import (
-    atomic_save,
-    atomic_write_text,
-    make_metadata,
-    remove_stale_temp_files,
-    safe_torch_load,
-    save_checkpoint,
-)
+from emgp_md.models.checkpoint import make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.models.forces import energy_and_forces
 from emgp_md.training.budget import CpuBudget
-from emgp_md.training.csvlog import append_row, drop_epochs_from
-from emgp_md.training.distributed import DistInfo, allreduce_gradients, allreduce_sum, broadcast_parameters, shard
+from emgp_md.training.distributed import DistInfo, allreduce_gradients, broadcast_parameters, shard
 from emgp_md.training.evaluate import evaluate
+from emgp_md.training.loop import Budgets, EpochOutcome, Progress, ResumableLoop
 from emgp_md.training.losses import energy_force_loss
 from emgp_md.training.transfer import pretrained_backbone, transfer_config
 
@@ -157,8 +150,6 @@ def finetune(
     dict
         Validation and test metrics, epochs run, wall time.
     """
-    from tqdm.auto import tqdm
-
     info = info or DistInfo(device=resolve_device(cfg.device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,70 +167,37 @@ def finetune(
     broadcast_parameters(model, info)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _scheduler(cfg, opt)
-    state_path, best_path = out / "state.pt", out / "best.pt"
-    if cfg.cpu_budget_s is not None and info.world_size > 1:
-        raise ValueError("cpu_budget_s is a single-process budget; leave it out under torchrun")
-    start_epoch, best_val, wall, cpu_before = 0, float("inf"), 0.0, 0.0
-    if info.is_main:
-        remove_stale_temp_files(out)  # left by a write that a crash interrupted
-    if resume and state_path.exists():
-        state = safe_torch_load(state_path, what="training state")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, best_val, wall = state["epoch"] + 1, state["best_val"], state["wall_s"]
-        cpu_before = float(state.get("cpu_s", 0.0))
-        log.info("resumed from %s at epoch %d", state_path, start_epoch)
-        if info.is_main:  # rows of epochs after the saved state would be logged twice
-            drop_epochs_from(out / "log.csv", start_epoch)
-    elif info.is_main and (out / "log.csv").exists():
-        (out / "log.csv").unlink()
-    if info.is_main:
-        atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
+    budgets = Budgets(cfg.epochs, max_wall_time_s=cfg.max_wall_time_s, cpu_s=cfg.cpu_budget_s)
+    loop = ResumableLoop(out, model, opt, sched, budgets, log_fields=LOG_FIELDS, layout="epoch", info=info)
+    loop.start(resume, to_dict(cfg))
     meta = make_metadata(
         cfg.model, sorted(set(data.z.tolist())), ENERGY_UNIT, topology=topo.to_dict(), kind="finetuned",
         provenance={"data": cfg.data, "label_set": cfg.label_set, "n_train": cfg.n_train, "n_val": cfg.n_val,
                     "seed": cfg.seed, "pretrained": cfg.pretrained, "init": cfg.init, "config": to_dict(cfg)},
     )
-    budget = CpuBudget(cfg.cpu_budget_s, cpu_before)
-    epochs_run = cfg.epochs
-    bar = tqdm(total=cfg.epochs, initial=start_epoch, desc="fine-tune", unit="epoch", disable=not info.is_main)
-    for epoch in range(start_epoch, cfg.epochs):
-        if epoch > 0 and budget.spent():  # at least one epoch, so there is a best model
-            epochs_run = epoch
-            log.info("CPU budget of %.0f s spent after %d epochs: training ends", cfg.cpu_budget_s, epoch)
-            break
-        t0 = time.perf_counter()
-        train_loss = train_epoch(model, topo, train, cfg, opt, epoch, info, budget)
+
+    def run_epoch(epoch: int, first_step: int) -> EpochOutcome:
+        train_loss = train_epoch(model, topo, train, cfg, opt, epoch, info, loop.budget)
         model.eval()
         metrics = evaluate(model, topo, val)
         model.float()
         val_loss = _val_loss(metrics, cfg, scale)
         lr = opt.param_groups[0]["lr"]
         sched.step(val_loss) if cfg.scheduler == "plateau" else sched.step()
-        wall += time.perf_counter() - t0
-        improved = val_loss < best_val
-        best_val = min(best_val, val_loss)
-        if info.is_main:
-            if improved:
-                save_checkpoint(best_path, model, {**meta, "metrics": {"val": metrics, "epoch": epoch}})
-            append_row(out / "log.csv", LOG_FIELDS, {"epoch": epoch, "lr": lr, "loss_kind": _loss_kind(cfg, epoch),
-                                          "train_loss": train_loss, "val_energy_mae": metrics["energy_mae_kcal_mol"],
-                                          "val_force_mae": metrics["force_mae_kcal_mol_A"], "val_loss": val_loss,
-                                          "wall_s": wall})
-            atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         "epoch": epoch, "best_val": best_val, "wall_s": wall, "cpu_s": budget.used_s()}, state_path)
-        bar.update(1)
-        bar.set_postfix(val_F=f"{metrics['force_mae_kcal_mol_A']:.3f}", val_E=f"{metrics['energy_mae_kcal_mol']:.3f}")
-        over = cfg.max_wall_time_s is not None and wall >= cfg.max_wall_time_s
-        if bool(allreduce_sum(torch.tensor([float(over)]), info)[0] > 0) and epoch + 1 < cfg.epochs:
-            log.warning("wall-time budget %.0f s reached after epoch %d: stopping; --resume continues", wall, epoch)
-            bar.close()
-            return {"finished": False, "epoch": epoch, "wall_s": wall}
-    bar.close()
+        row = {"lr": lr, "loss_kind": _loss_kind(cfg, epoch), "train_loss": train_loss,
+               "val_energy_mae": metrics["energy_mae_kcal_mol"], "val_force_mae": metrics["force_mae_kcal_mol_A"],
+               "val_loss": val_loss}
+        postfix = {"val_F": f"{metrics['force_mae_kcal_mol_A']:.3f}", "val_E": f"{metrics['energy_mae_kcal_mol']:.3f}"}
+        return EpochOutcome(val_loss, row, postfix, {"metrics": metrics})
+
+    def save_best(epoch: int, outcome: EpochOutcome) -> None:
+        save_checkpoint(out / "best.pt", model, {**meta, "metrics": {"val": outcome.extra["metrics"], "epoch": epoch}})
+
+    if loop.run(run_epoch, save_best, Progress("fine-tune")) == "wall_time":
+        return {"finished": False, "epoch": loop.epoch - 1, "wall_s": loop.wall_s}
     if not info.is_main:
         return {"finished": True, "rank": info.rank}
-    return finalize(cfg, out, topo, epochs_run=epochs_run, wall_s=wall, cpu_s=budget.used_s())
+    return finalize(cfg, out, topo, epochs_run=loop.epochs_run, wall_s=loop.wall_s, cpu_s=loop.budget.used_s())
 
 
 def finalize(cfg: FinetuneConfig, out: Path, topo: Topology, epochs_run: int, wall_s: float,
@@ -265,7 +223,7 @@ def finalize(cfg: FinetuneConfig, out: Path, topo: Topology, epochs_run: int, wa
     meta["metrics"] = result
     meta["provenance"].update({"epochs": epochs_run, "wall_time_s": wall_s, "torch": torch.__version__})
     save_checkpoint(out / "model.pt", model, meta)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    atomic_write_json(out / "metrics.json", result)
     try:
         from emgp_md.plots.md import plot_learning_curve, save_figure
 

@@ -35,15 +35,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from emgp_md.atomic import atomic_write_json
 from emgp_md.config import FinetuneConfig, to_dict
 from emgp_md.data.graph import repeat_topology
 from emgp_md.data.rmd17 import ENERGY_UNIT, Frames
 from emgp_md.data.topology import Topology, topology_from_positions
-from emgp_md.models.checkpoint import atomic_save, load_checkpoint, make_metadata, save_checkpoint
+from emgp_md.models.checkpoint import load_checkpoint, make_metadata, save_checkpoint
 from emgp_md.models.forces import energy_and_forces
 from emgp_md.training.csvlog import append_row
 from emgp_md.training.evaluate import evaluate
 from emgp_md.training.finetune import build_finetune_model, normalisation_scale, resolve_device
+from emgp_md.training.loop import Budgets, ResumableLoop
 from emgp_md.training.losses import energy_force_loss
 
 log = logging.getLogger(__name__)
@@ -177,26 +179,17 @@ def train_steps(
                                                              patience=cfg.plateau_patience, min_lr=cfg.min_lr)
     elif cfg.scheduler != "cosine":
         raise ValueError(f"unknown scheduler {cfg.scheduler!r}; use 'plateau' or 'cosine'")
-    step, best_val, best_step, wall = 0, float("inf"), -1, 0.0
     best_state: dict[str, torch.Tensor] | None = None
     best_metrics: dict[str, Any] | None = None
-    state_path, best_path = out / "state.pt", out / "best.pt"
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if plateau is not None and state.get("plateau"):
-            plateau.load_state_dict(state["plateau"])
-        step, best_val, best_step, wall = state["step"], state["best_val"], state["best_step"], state["wall_s"]
-        if best_path.exists():
-            best_model, best_meta = load_checkpoint(best_path)
-            best_state = {k: v.to(device) for k, v in best_model.state_dict().items()}
-            best_metrics = best_meta["metrics"]["val"]
-        log.info("%s: resumed at step %d", out, step)
-    elif (out / "log.csv").exists():
-        (out / "log.csv").unlink()
-    (out / "config.json").write_text(json.dumps({"config": to_dict(cfg), "budget": asdict(budget),
-                                                 "batch_size": batch, "provenance": provenance or {}}, indent=2))
+    best_path = out / "best.pt"
+    loop = ResumableLoop(out, model, opt, plateau, Budgets(deadline_unix=budget.deadline_unix), log_fields=LOG_FIELDS,
+                         layout="global_step", counters={"best_step": -1}, map_location=device)
+    config = {"config": to_dict(cfg), "budget": asdict(budget), "batch_size": batch, "provenance": provenance or {}}
+    if loop.start(resume, config) and best_path.exists():
+        best_model, best_meta = load_checkpoint(best_path)
+        best_state = {k: v.to(device) for k, v in best_model.state_dict().items()}
+        best_metrics = best_meta["metrics"]["val"]
+    step = loop.step
     topo_dict = {**topo.to_dict(), "positions_A": np.asarray(train.coords[0]).tolist()}
     meta = make_metadata(cfg.model, sorted(set(train.z.tolist())), ENERGY_UNIT, topology=topo_dict, kind="finetuned",
                          provenance={"n_train": len(train), "n_val": len(val), "seed": cfg.seed,
@@ -209,37 +202,36 @@ def train_steps(
     n_atoms = topo.n_atoms
 
     def save_state() -> None:
-        atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "plateau": plateau.state_dict() if plateau is not None else None, "step": step,
-                     "best_val": best_val, "best_step": best_step, "wall_s": wall}, state_path)
+        loop.save_state(0, step)
         if best_state is not None:
             current = {k: v.detach().clone() for k, v in model.state_dict().items()}
             model.load_state_dict(best_state)
-            save_checkpoint(best_path, model, {**meta, "metrics": {"val": best_metrics, "step": best_step}})
+            save_checkpoint(best_path, model, {**meta, "metrics": {"val": best_metrics,
+                                                                   "step": loop.counters["best_step"]}})
             model.load_state_dict(current)
 
     def validate(train_loss: float, kind: str) -> None:
-        nonlocal best_val, best_step, best_state, best_metrics
+        nonlocal best_state, best_metrics
         model.eval()
         metrics = evaluate(model, topo, val, batch_size=budget.eval_batch)
         val_loss = _val_loss(metrics, cfg, scale)
         if plateau is not None:
             plateau.step(val_loss)
-        if val_loss < best_val:
-            best_val, best_step, best_metrics = val_loss, step, metrics
+        if val_loss < loop.best:
+            loop.best, loop.counters["best_step"], best_metrics = val_loss, step, metrics
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         append_row(out / "log.csv", LOG_FIELDS, {
             "step": step, "epoch": step * batch / len(train), "lr": opt.param_groups[0]["lr"], "loss_kind": kind,
             "train_loss": train_loss, "val_energy_mae": metrics["energy_mae_kcal_mol"],
-            "val_force_mae": metrics["force_mae_kcal_mol_A"], "val_loss": val_loss, "wall_s": wall})
+            "val_force_mae": metrics["force_mae_kcal_mol_A"], "val_loss": val_loss, "wall_s": loop.wall_s})
 
     cut, last_save, losses, kind = False, time.perf_counter(), [], "l1"
-    t_last = time.perf_counter()
+    loop.restart_clock()
     while True:
-        progress = budget.progress(step, wall)
+        progress = budget.progress(step, loop.wall_s)
         if progress >= 1.0:
             break
-        if budget.deadline_unix is not None and time.time() >= budget.deadline_unix:
+        if loop.past_deadline():
             cut = True
             break
         kind = _loss_kind(cfg, budget, progress)
@@ -260,20 +252,15 @@ def train_steps(
         if step % budget.val_every == 0:
             train_loss = float(torch.stack(losses).mean())
             losses = []
-            now = time.perf_counter()
-            wall += now - t_last
-            t_last = now
+            loop.tick()
             validate(train_loss, kind)
-            now = time.perf_counter()
-            wall += now - t_last
-            t_last = now
-            if now - last_save >= budget.state_every_s:
+            loop.tick()
+            if time.perf_counter() - last_save >= budget.state_every_s:
                 save_state()
-                last_save = t_last = time.perf_counter()  # checkpoint writes are not training time
+                loop.restart_clock()  # checkpoint writes are not training time
+                last_save = time.perf_counter()
         else:
-            now = time.perf_counter()
-            wall += now - t_last
-            t_last = now
+            loop.tick()
     if losses or best_state is None:  # the steps since the last validation count too
         validate(float(torch.stack(losses).mean()) if losses else float("nan"), kind)
     save_state()
@@ -282,7 +269,7 @@ def train_steps(
     return _finish(out, model, topo, best_state, meta, test, budget, {
         "finished": not cut, "cut_by_deadline": cut, "steps": step, "max_steps": budget.max_steps,
         "wall_budget_s": budget.wall_budget_s, "epochs": step * batch / len(train), "batch_size": batch,
-        "n_train": len(train), "n_val": len(val), "train_wall_s": wall, "best_step": best_step,
+        "n_train": len(train), "n_val": len(val), "train_wall_s": loop.wall_s, "best_step": loop.counters["best_step"],
         "val": best_metrics, "device": _device_name(device), "n_atoms": n_atoms,
         "provenance": provenance or {}})
 
@@ -306,7 +293,7 @@ def _finish(out: Path, model: torch.nn.Module, topo: Topology, best_state: dict[
     result["torch"] = torch.__version__
     if budget.save_model:
         save_checkpoint(out / "model.pt", model, {**meta, "metrics": result})
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    atomic_write_json(out / "metrics.json", result)
     log.info("%s: %s after %d steps; val F %.4f, test F %s kcal/mol/Å", out,
              "finished" if result["finished"] else "cut", result["steps"],
              (result["val"] or {}).get("force_mae_kcal_mol_A", float("nan")),
