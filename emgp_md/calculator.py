@@ -16,7 +16,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from emgp_md.concurrency import one_thread_at_a_time
 from emgp_md.data.bonds import BondWatch
-from emgp_md.data.convert import check_atoms, topology_for_atoms
+from emgp_md.data.convert import check_atoms, check_coordinates, refuse_overlaps, topology_for_atoms
 from emgp_md.data.features import validate_atomic_numbers
 from emgp_md.data.graph import GraphBatch, collate
 from emgp_md.data.topology import Topology
@@ -155,8 +155,9 @@ class EMGPCalculator(Calculator):
         self, atoms: Atoms | None = None, properties: list[str] | None = None, system_changes: list[str] = all_changes
     ) -> None:
         super().calculate(atoms, properties or ["energy"], system_changes)
-        check_atoms(self.atoms)
+        check_coordinates(self.atoms)
         if self._is_new_structure(atoms, system_changes):
+            check_atoms(self.atoms)
             self._prepare(self.atoms)
             self._source = weakref.ref(atoms) if atoms is not None else None
         else:
@@ -190,15 +191,16 @@ class EMGPCalculator(Calculator):
         """
         if self._graph is None:
             return True
-        if not np.array_equal(self._graph.z.cpu().numpy(), self.atoms.numbers):
+        if self._topology is None or not np.array_equal(self._topology.z, self.atoms.numbers):
             return True
         return atoms is not None and (self._source is None or self._source() is not atoms)
 
     def _check_bonds(self, pos_A: np.ndarray) -> None:
-        """Raise or warn (``on_bond_change``) when a frozen bond broke or a new one formed."""
-        if self._watch is None:
-            return
-        broken, formed = self._watch.changes(pos_A)
+        """Refuse overlapping atoms; raise or warn (``on_bond_change``) when a frozen bond broke or a new
+        one formed."""
+        assert self._watch is not None  # set with the frozen graph by _prepare
+        broken, formed, overlaps = self._watch.changes(pos_A)
+        refuse_overlaps(self.atoms, overlaps)
         if not broken and not formed:
             return
         sym = self.atoms.get_chemical_symbols()

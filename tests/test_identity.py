@@ -291,3 +291,14 @@ def test_a_copy_served_from_the_cache_is_the_same_structure():
     h = int(np.nonzero(work.numbers == 1)[0][0])
     work.positions[h] += [1.5, 0.0, 0.0]  # a broken bond of the adopted structure: watched, not re-perceived
     assert np.isfinite(work.get_potential_energy())
+
+
+def test_atoms_moved_onto_each_other_during_a_run_are_refused_under_either_policy():
+    """The per-call watch also checks overlaps (same distances): 'warn' never lets them through."""
+    for policy in ("raise", "warn"):
+        atoms = reference_atoms("ethanol")
+        atoms.calc = EMGPCalculator("ethanol", on_bond_change=policy)
+        atoms.get_potential_energy()
+        atoms.positions[1] = atoms.positions[0] + [0.1, 0.0, 0.0]
+        with pytest.raises(StructureError, match="overlap"):
+            atoms.get_potential_energy()

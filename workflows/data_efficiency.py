@@ -36,26 +36,12 @@ def zero_force_baseline(data_dir: Path) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpu_session import report_parser
+    from gpu_session import report_parser, session_root
 
     parser = report_parser(__doc__, "packed frames (workflows/pack_gpu_data.py): the zero-force baseline that marks plateau runs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = args.root
-    if not args.report_only:
-        if not args.config:
-            parser.error("a session config is needed to run the grid")
-        from gpu_session import run_session
-
-        from emgp_md.reproduce.gpu_session import load_session
-
-        overrides = {"paper_regime": {"molecules": []}, "paper_recipe": {"molecules": []}}
-        rc = run_session(args.config, overrides, None)
-        if rc != 0:
-            return rc
-        root = root or Path(load_session(args.config, overrides).out)
-    if root is None:
-        parser.error("--root is needed with --report-only")
+    root = session_root(parser, args, {"paper_regime": {"molecules": []}, "paper_recipe": {"molecules": []}})
     from emgp_md.reproduce.session_report import write_data_efficiency_report
 
     for path in write_data_efficiency_report(root, args.report_dir, zero_force_baseline(args.data_dir)):

@@ -55,6 +55,24 @@ def report_parser(description: str, data_dir_help: str) -> argparse.ArgumentPars
     return parser
 
 
+def session_root(parser: argparse.ArgumentParser, args: argparse.Namespace, overrides: dict[str, Any]) -> Path:
+    """The session folder to report on: ``--root`` with ``--report-only``, else the folder of a session
+    run now from ``args.config`` with ``overrides`` (exits with its code when it fails)."""
+    root = args.root
+    if not args.report_only:
+        if not args.config:
+            parser.error("a session config is needed unless --report-only")
+        from emgp_md.reproduce.gpu_session import load_session
+
+        rc = run_session(args.config, overrides, None)
+        if rc != 0:
+            sys.exit(rc)
+        root = root or Path(load_session(args.config, overrides).out)
+    if root is None:
+        parser.error("--root is needed with --report-only")
+    return root
+
+
 def worker_main(cfg_path: str, worker: str, session_file: Path) -> int:
     """A worker: smoke test + timing, wait for the driver's go, then its jobs (``long:<k>`` or ``grid:<k>``)."""
     from emgp_md.reproduce.gpu_session import bench_step_time, load_session, long_jobs, run_grid_worker, run_job

@@ -63,7 +63,7 @@ def ship_if_better(root: Path, data_dir: Path, dest: Path) -> list[dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpu_session import report_parser
+    from gpu_session import report_parser, session_root
 
     parser = report_parser(__doc__, "packs (for the validation frames)")
     parser.add_argument("--ship", action="store_true", help="ship paper-regime models that win on validation")
@@ -71,21 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, help="with --ship: rewrite the shipped-models table of this README")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = args.root
-    if not args.report_only:
-        if not args.config:
-            parser.error("a session config is needed to run")
-        from gpu_session import run_session
-
-        from emgp_md.reproduce.gpu_session import load_session
-
-        overrides = {"grid": {"molecules": []}}
-        rc = run_session(args.config, overrides, None)
-        if rc != 0:
-            return rc
-        root = root or Path(load_session(args.config, overrides).out)
-    if root is None:
-        parser.error("--root is needed with --report-only")
+    root = session_root(parser, args, {"grid": {"molecules": []}})
     from emgp_md.reproduce.md17_report import SCHNET_F
     from emgp_md.reproduce.session_report import write_paper_regime_report
     from emgp_md.reproduce.shipping import PACKAGE_DATA, models_table, update_readme

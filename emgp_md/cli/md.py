@@ -122,17 +122,6 @@ def _common_model_args(p: argparse.ArgumentParser, out_help: str, dtype: str) ->
     p.add_argument("--dtype", choices=["float32", "float64"], default=dtype, help="model precision")
 
 
-def _common_model_args(p: argparse.ArgumentParser, out_help: str, dtype: str) -> None:
-    p.add_argument("structure", nargs="?", default="aspirin",
-                   help="shipped molecule name (see `emgp-md models`) or any structure file ASE reads")
-    p.add_argument("--model", help="checkpoint path (default: the shipped model matching the formula)")
-    p.add_argument("--out", required=True, help=out_help)
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace existing output files (without it, an existing output is an error before the run)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--dtype", choices=["float32", "float64"], default=dtype, help="model precision")
-
-
 def register(sub: Any) -> None:
     """Add ``md`` and ``relax`` to the CLI's sub-parsers (``sub = parser.add_subparsers(...)``)."""
     fmt = _DefaultsFormatter

@@ -94,10 +94,13 @@ class BondWatch:
     break_factor, form_factor : float
         Multiples of the covalent-radius sum beyond which a bond is broken, below which a
         non-bonded pair is bonded.
+    overlap_factor : float
+        Multiple of the radius sum below which any pair overlaps (as :func:`close_pairs`), checked
+        from the same distances, so a run needs one distance matrix per step.
     """
 
     def __init__(self, z: np.ndarray, bonds: np.ndarray, break_factor: float = BREAK_FACTOR,
-                 form_factor: float = FORM_FACTOR) -> None:
+                 form_factor: float = FORM_FACTOR, overlap_factor: float = OVERLAP_FACTOR) -> None:
         n = len(z)
         sums = radius_sums(z)
         bonded = np.zeros((n, n), dtype=bool)
@@ -108,11 +111,16 @@ class BondWatch:
         # squared thresholds: one comparison per pair and no square root in the hot path
         self._break_sq = np.where(bonded & upper, (break_factor * sums) ** 2, np.inf)
         self._form_sq = np.where(~bonded & upper, (form_factor * sums) ** 2, -np.inf)
+        self._overlap_sq = np.where(upper, (overlap_factor * sums) ** 2, -np.inf)
 
-    def changes(self, pos_A: np.ndarray) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """``(broken, formed)`` pairs ``(i, j), i < j`` at positions ``pos_A`` (n, 3) Å."""
+    def changes(self, pos_A: np.ndarray) -> tuple[list[tuple[int, int]], list[tuple[int, int]],
+                                                   list[tuple[int, int, float]]]:
+        """``(broken, formed, overlapping)`` at positions ``pos_A`` (n, 3) Å: pairs ``(i, j), i < j``;
+        overlapping pairs carry their distance in Å, as :func:`close_pairs` gives them."""
         diff = pos_A[:, None, :] - pos_A[None, :, :]
         d2 = np.einsum("ijk,ijk->ij", diff, diff)
-        broken = np.argwhere(d2 > self._break_sq)
-        formed = np.argwhere(d2 < self._form_sq)
-        return [tuple(map(int, p)) for p in broken], [tuple(map(int, p)) for p in formed]  # type: ignore[misc]
+        def pairs(mask: np.ndarray) -> list[tuple[int, int]]:
+            return [(int(i), int(j)) for i, j in np.argwhere(mask)]
+
+        overlaps = [(i, j, float(np.sqrt(d2[i, j]))) for i, j in pairs(d2 < self._overlap_sq)]
+        return pairs(d2 > self._break_sq), pairs(d2 < self._form_sq), overlaps

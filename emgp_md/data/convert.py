@@ -40,6 +40,13 @@ def check_atoms(atoms: Atoms, overlap_factor: float = OVERLAP_FACTOR) -> None:
         No atoms, periodic boundary conditions, non-finite positions, a coordinate beyond
         ``MAX_COORDINATE_A`` (1e4 Å), atomic numbers out of range, or overlapping atoms.
     """
+    check_coordinates(atoms)
+    refuse_overlaps(atoms, close_pairs(atoms.numbers, atoms.positions, overlap_factor), overlap_factor)
+
+
+def check_coordinates(atoms: Atoms) -> None:
+    """The checks of :func:`check_atoms` that need no pair distances (each call of a run makes them;
+    the overlap check then comes from :class:`~emgp_md.data.bonds.BondWatch`'s distances)."""
     if len(atoms) == 0:
         raise StructureError("the structure has no atoms")
     if np.any(atoms.pbc):
@@ -60,7 +67,11 @@ def check_atoms(atoms: Atoms, overlap_factor: float = OVERLAP_FACTOR) -> None:
         validate_atomic_numbers(atoms.numbers)
     except ValueError as exc:
         raise StructureError(str(exc)) from None
-    overlaps = close_pairs(atoms.numbers, pos, overlap_factor)
+
+
+def refuse_overlaps(atoms: Atoms, overlaps: list[tuple[int, int, float]],
+                    overlap_factor: float = OVERLAP_FACTOR) -> None:
+    """Raise :class:`StructureError` naming overlapping pairs ``(i, j, d_ij Å)``, if there are any."""
     if overlaps:
         sym = atoms.get_chemical_symbols()
         listing = ", ".join(f"{sym[i]}{i}–{sym[j]}{j} at {d:.3f} Å" for i, j, d in overlaps[:5])
