@@ -104,6 +104,26 @@ def on_plateau(force_mae: float, zero_force_mae: float | None) -> bool:
     return zero_force_mae is not None and force_mae >= PLATEAU_FRACTION * zero_force_mae
 
 
+def _is_flat(x: dict[str, Any] | None, zero_force_mae: float | None) -> bool:
+    return bool(x and x["n"] and on_plateau(x["force_mean"], zero_force_mae))
+
+
+def _cell(x: dict[str, Any] | None, kind: str, flat: bool) -> str:
+    """``mean ± std`` of ``kind`` ("force" or "energy"), "(plateau)" after a flat force cell."""
+    if not x or not x["n"]:
+        return "–"
+    text = f"{x[kind + '_mean']:.3f} ± {x[kind + '_std']:.3f}"
+    return text + " (plateau)" if kind == "force" and flat else text
+
+
+def _gain(p: dict[str, Any] | None, s: dict[str, Any] | None, kind: str, bracket: bool) -> str:
+    """Scratch / pretrained mean of ``kind``, in brackets where a plateau makes it unfair."""
+    if not (p and s and p["n"] and s["n"]):
+        return "–"
+    text = f"{s[kind + '_mean'] / p[kind + '_mean']:.2f}×"
+    return f"({text})" if bracket else text
+
+
 def data_efficiency_table(stats: dict[tuple[str, int, str], dict[str, Any]],
                           zero_force: dict[str, float] | None = None) -> str:
     """Markdown table: one row per (molecule, N), both inits, gain = scratch / pretrained force MAE.
@@ -118,28 +138,15 @@ def data_efficiency_table(stats: dict[tuple[str, int, str], dict[str, Any]],
     for mol, n in cells:
         p, s = stats.get((mol, n, "pretrained")), stats.get((mol, n, "scratch"))
 
-        def flat(x: dict[str, Any] | None) -> bool:
-            return bool(x and x["n"] and on_plateau(x["force_mean"], zero_force.get(mol)))
-
-        def fmt(x: dict[str, Any] | None, kind: str) -> str:
-            if not x or not x["n"]:
-                return "–"
-            text = f"{x[kind + '_mean']:.3f} ± {x[kind + '_std']:.3f}"
-            return text + " (plateau)" if kind == "force" and flat(x) else text
-
-        def gain(kind: str) -> str:
-            if not (p and s and p["n"] and s["n"]):
-                return "–"
-            text = f"{s[kind + '_mean'] / p[kind + '_mean']:.2f}×"
-            return f"({text})" if flat(p) or flat(s) else text
-
+        fp, fs = _is_flat(p, zero_force.get(mol)), _is_flat(s, zero_force.get(mol))
         seeds = f"{p['n'] if p else 0}/{s['n'] if s else 0}"
         cut = (p["n_cut"] if p else 0) + (s["n_cut"] if s else 0)
         if cut:
             seeds += f" ({cut} cut)"
         steps = sorted(set((p or {}).get("steps", [])) | set((s or {}).get("steps", [])))
-        lines.append(f"| {mol} | {n} | {fmt(p, 'force')} | {fmt(s, 'force')} | {gain('force')} | {fmt(p, 'energy')} "
-                     f"| {fmt(s, 'energy')} | {gain('energy')} | {seeds} | {'/'.join(map(str, steps)) or '–'} |")
+        lines.append(f"| {mol} | {n} | {_cell(p, 'force', fp)} | {_cell(s, 'force', fs)} | "
+                     f"{_gain(p, s, 'force', fp or fs)} | {_cell(p, 'energy', fp)} | {_cell(s, 'energy', fs)} | "
+                     f"{_gain(p, s, 'energy', fp or fs)} | {seeds} | {'/'.join(map(str, steps)) or '–'} |")
     return "\n".join(lines)
 
 
