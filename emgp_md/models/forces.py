@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from emgp_md.data.graph import GraphBatch
-from emgp_md.models.egnn_fused import forces_only
-from emgp_md.models.egnn_train import dense_energy_and_forces, explicit_forces_apply
+from emgp_md.models.egnn.fused import forces_only
+from emgp_md.models.egnn.train import dense_energy_and_forces, explicit_forces_apply
 
 
 def forces_from_energy(energy: torch.Tensor, pos: torch.Tensor, training: bool) -> torch.Tensor:
@@ -33,10 +33,10 @@ def energy_and_forces(
     training : bool
         Keep the graph of the gradient (``create_graph=True``) so a force loss can be
         back-propagated. Off for inference, MD and evaluation; then the model runs inside
-        :func:`~emgp_md.models.egnn_fused.forces_only` and may use fused first-order kernels
+        :func:`~emgp_md.models.egnn.fused.forces_only` and may use fused first-order kernels
         (same numbers, gradients with respect to positions only). For training, an EGNN on
         equal-size dense molecules gets its forces written out explicitly
-        (:func:`~emgp_md.models.egnn_train.dense_energy_and_forces`, same numbers, faster);
+        (:func:`~emgp_md.models.egnn.train.dense_energy_and_forces`, same numbers, faster);
         other models use autograd with ``create_graph=True``.
 
     Returns

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from emgp_md.models.egnn_fused import check_first_order, fused_enabled
+from emgp_md.models.egnn.fused import check_first_order, fused_enabled
 
 
 def sum_pool(x: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
@@ -59,7 +59,7 @@ class FusedAtomwiseEnergy(torch.autograd.Function):
 class AtomwiseEnergyHead(nn.Module):
     """MD17 head: ``E = Σ_i Lin(SiLU(Lin(h_i)))``; returns (n_graphs,).
 
-    Where :func:`~emgp_md.models.egnn_fused.fused_enabled` (energy + forces inference), the same
+    Where :func:`~emgp_md.models.egnn.fused.fused_enabled` (energy + forces inference), the same
     function runs as one autograd node (:class:`FusedAtomwiseEnergy`).
     """
 

@@ -10,9 +10,9 @@ table for the edge types, which gives exactly the same numbers as the concatenat
 fraction of the cost. The state-dict keys match the authors' checkpoint.
 
 For energy + forces inference on dense molecules (inside
-:func:`~emgp_md.models.egnn_fused.forces_only`, or with gradients off) all layers run as one
-fused autograd node with a hand-written backward (:mod:`emgp_md.models.egnn_fused`). Training
-on dense molecules writes the forces out explicitly (:mod:`emgp_md.models.egnn_train`, same
+:func:`~emgp_md.models.egnn.fused.forces_only`, or with gradients off) all layers run as one
+fused autograd node with a hand-written backward (:mod:`emgp_md.models.egnn.fused`). Training
+on dense molecules writes the forces out explicitly (:mod:`emgp_md.models.egnn.train`, same
 numbers); elsewhere it uses the plain operations below and autograd.
 """
 
@@ -23,7 +23,7 @@ from torch import nn
 
 from emgp_md.data.features import N_NODE_FEATURES, feature_table
 from emgp_md.data.topology import N_EDGE_TYPES
-from emgp_md.models.egnn_fused import fused_dense_backbone, fused_enabled
+from emgp_md.models.egnn.fused import fused_dense_backbone, fused_enabled
 
 
 class EGCL(nn.Module):
@@ -181,7 +181,7 @@ class EGNN(nn.Module):
         """Node features (n_atoms, hidden_nf) for molecules of equal size, all pairs dense.
 
         ``dense_edge_type``: (n_graphs, n, n) hop types; atoms are ordered molecule by molecule.
-        Runs the fused kernels where :func:`~emgp_md.models.egnn_fused.fused_enabled` (same numbers).
+        Runs the fused kernels where :func:`~emgp_md.models.egnn.fused.fused_enabled` (same numbers).
         """
         n_graphs, n, _ = dense_edge_type.shape
         p = pos.view(n_graphs, n, 3)

@@ -5,7 +5,7 @@ connected molecules of ``n`` atoms. Under plain autograd every elementwise opera
 ``(B, n, n, H)`` edge tensors is recorded and differentiated separately, and for a molecule of
 ~20 atoms that bookkeeping (plus allocating fresh memory for every intermediate) costs more than
 the arithmetic. :class:`FusedDenseEGNN` computes the same function with few tensor operations,
-into buffers reused from call to call (:mod:`emgp_md.models.fused_buffers`), and a hand-written
+into buffers reused from call to call (:mod:`emgp_md.models.egnn.buffers`), and a hand-written
 backward pass that returns only what forces need: the gradients with respect to the positions
 (and to the input node features). The weights are constants for it.
 
@@ -49,7 +49,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from emgp_md.models.fused_buffers import WORKSPACES, LayerWeights, Lease, Workspace, fused_weights
+from emgp_md.models.egnn.buffers import WORKSPACES, LayerWeights, Lease, Workspace, fused_weights
 
 _state = threading.local()
 _silu = torch._C._nn.silu  # accepts out=, unlike nn.functional.silu
@@ -146,7 +146,7 @@ class FusedDenseEGNN(torch.autograd.Function):
     edge_type : (B, n, n) long
         Hop types 0..n_edge_types-1 (the diagonal is ignored).
     weights : tuple of LayerWeights
-        One per layer (:func:`~emgp_md.models.fused_buffers.fused_weights`).
+        One per layer (:func:`~emgp_md.models.egnn.buffers.fused_weights`).
     keep : bool
         Keep the activations for a backward pass (else the buffers are released at once).
 

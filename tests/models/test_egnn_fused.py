@@ -15,9 +15,9 @@ from emgp_md.config import ModelConfig
 from emgp_md.data.graph import GraphBatch, collate, repeat_topology
 from emgp_md.models import build_model
 from emgp_md.models.egnn import EGNN
-from emgp_md.models.egnn_fused import FusedDenseEGNN, forces_only, fused_enabled
+from emgp_md.models.egnn.buffers import WORKSPACES, clear_caches, fused_weights
+from emgp_md.models.egnn.fused import FusedDenseEGNN, forces_only, fused_enabled
 from emgp_md.models.forces import energy_and_forces
-from emgp_md.models.fused_buffers import WORKSPACES, clear_caches, fused_weights
 from emgp_md.models.heads import AtomwiseEnergyHead, FusedAtomwiseEnergy, sum_pool
 
 

@@ -41,10 +41,10 @@ from torch import nn
 from emgp_md.data.fragment import PRESETS as FRAGMENT_PRESETS
 from emgp_md.data.fragment import FragmentOptions
 from emgp_md.models.radial import safe_norm
-from emgp_md.models.se3set_attention import SE3SetBlock
-from emgp_md.models.se3set_config import SE3SetSettings
-from emgp_md.models.se3set_layers import DegreeEmbedding, EquivariantLayerNorm, ExpNormalBasis, refresh_wigner_3j_
-from emgp_md.models.se3set_ops import LinearFM
+from emgp_md.models.se3set.attention import SE3SetBlock
+from emgp_md.models.se3set.config import SE3SetSettings
+from emgp_md.models.se3set.layers import DegreeEmbedding, EquivariantLayerNorm, ExpNormalBasis, refresh_wigner_3j_
+from emgp_md.models.se3set.ops import LinearFM
 
 if TYPE_CHECKING:
     from emgp_md.data.graph import GraphBatch

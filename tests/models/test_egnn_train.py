@@ -1,4 +1,4 @@
-"""Explicit differentiable EGNN forces for training (emgp_md.models.egnn_train): equal to plain
+"""Explicit differentiable EGNN forces for training (emgp_md.models.egnn.train): equal to plain
 autograd with create_graph=True (energies, forces, parameter gradients of a force loss),
 gradcheck/gradgradcheck, batched = single, fallback, and identical training steps. float64, seeded."""
 
@@ -12,9 +12,10 @@ from conftest import make_small_model, topo_of
 
 from emgp_md.config import ModelConfig
 from emgp_md.data.graph import GraphBatch, collate, repeat_topology
-from emgp_md.models import build_model, egnn_train
-from emgp_md.models.egnn_fused import forces_only
-from emgp_md.models.egnn_train import SiluGrad, dense_energy_and_forces, explicit_forces, explicit_forces_apply
+from emgp_md.models import build_model
+from emgp_md.models.egnn import train as egnn_train
+from emgp_md.models.egnn.fused import forces_only
+from emgp_md.models.egnn.train import SiluGrad, dense_energy_and_forces, explicit_forces, explicit_forces_apply
 from emgp_md.models.forces import energy_and_forces
 from emgp_md.training.losses import energy_force_loss
 
