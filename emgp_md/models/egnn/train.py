@@ -4,7 +4,7 @@ A force loss needs ``F = -∂E/∂x`` as a differentiable function of the weight
 gets it from ``autograd.grad(..., create_graph=True)``, which records a generic backward of every
 operation (broadcast adds and masks, the ``(B, n, n, L·H)`` radial/edge-type table, expanded sums,
 zero fills) and then differentiates all of it again. Here the forward of the dense path
-(:meth:`emgp_md.models.egnn.EGNN.forward_dense`) is recorded once, keeping each layer's
+(:func:`emgp_md.models.egnn.dense.dense_node_features`) is recorded once, keeping each layer's
 activations, and the forces are written out with ordinary differentiable operations on them,
 following the backward of :mod:`emgp_md.models.egnn.fused`. ``loss.backward()`` is then one first
 order pass through forward + forces ("double backward" without a second autograd sweep).

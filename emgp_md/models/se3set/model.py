@@ -159,7 +159,7 @@ class SE3Set(nn.Module):
         vec = pos.index_select(0, src) - pos.index_select(0, anchor.index_select(0, eps))  # r_j - r_i
         dist = safe_norm(vec)
         unit = vec / torch.where(dist > 0, dist, torch.ones_like(dist)).unsqueeze(1)
-        # equivariant features are feature-major, (irreps.dim, n): see se3set_ops
+        # equivariant features are feature-major, (irreps.dim, n): see se3set.ops
         sh = o3.spherical_harmonics(self.irreps_sh, unit, normalize=False, normalization="component").t().contiguous()
         basis = self.rbf(dist)
 
