@@ -7,9 +7,9 @@ size, 7 × 128), each with its own Adam optimiser, and take turns on the same ba
 the order rotating every step, so that load from other jobs hits all of them alike):
 
 - ``ours``: :func:`emgp_md.models.forces.energy_and_forces` with ``training=True``, i.e. the
-  explicit dense forces of :mod:`emgp_md.models.egnn_train` where they apply;
+  explicit dense forces of :mod:`emgp_md.models.egnn.train` where they apply;
 - ``ours_autograd``: the same model with those switched off
-  (:func:`~emgp_md.models.egnn_train.explicit_forces` ``(False)``): dense forward, forces by
+  (:func:`~emgp_md.models.egnn.train.explicit_forces` ``(False)``): dense forward, forces by
   autograd with ``create_graph=True``;
 - ``reference``: :func:`reference_egnn.reference_energy_and_forces` (per-edge, ``create_graph=True``).
 
@@ -116,7 +116,7 @@ def make_batches(molecule: str, batch_size: int, n_batches: int, seed: int) -> t
 def ours_loss(model: torch.nn.Module, batch: Batch, explicit: bool = True) -> torch.Tensor:
     """Fine-tuning loss of emgp-md's model (differentiable forces); ``explicit=False`` switches the
     explicit dense forces off (plain autograd with ``create_graph=True``)."""
-    from emgp_md.models.egnn_train import explicit_forces
+    from emgp_md.models.egnn.train import explicit_forces
     from emgp_md.models.forces import energy_and_forces
     from emgp_md.training.losses import energy_force_loss
 

@@ -48,7 +48,7 @@ class EMGPCalculator(Calculator):
     compile : bool
         Compile the backbone with ``torch.compile`` (inductor) at the first call for a structure
         size; the first call takes tens of seconds to a few minutes. For the EGNN the default
-        eager path (fused inference kernels, :mod:`emgp_md.models.egnn_fused`) is faster than the
+        eager path (fused inference kernels, :mod:`emgp_md.models.egnn.fused`) is faster than the
         compiled plain path; compiling may still pay off for the other backbones.
     per_frame_hypergraph : bool
         Models with a hypergraph (SE3Set) only: rebuild the geometry-dependent part of the

@@ -41,7 +41,7 @@ class ModelConfig:
         Attention heads of ET (paper: 8); must divide ``hidden_nf``. Unused by EGNN and SchNet.
     se3set_preset : str
         SE3Set only: named architecture (``"md17"``: the authors' MD17 template, ``"cpu_small"``,
-        ``"tiny"``; see :mod:`emgp_md.models.se3set_config`). SE3Set takes its sizes from here and
+        ``"tiny"``; see :mod:`emgp_md.models.se3set.config`). SE3Set takes its sizes from here and
         ``se3set_overrides``; ``hidden_nf``, ``n_layers``, ``n_rbf``, ``n_heads`` and ``cutoff_A``
         must then stay at their defaults or equal the resolved sizes. Unused by other backbones.
     se3set_overrides : dict, optional

@@ -250,7 +250,7 @@ def test_hypergraph_is_relabelled_with_the_atoms(ethanol):
     """SE3Set: a reference hypergraph follows the atom order of the structure (energy unchanged)."""
     from emgp_md.data.fragment import PRESETS as FRAGMENT_PRESETS
     from emgp_md.models import build_model
-    from emgp_md.models.se3set_config import se3set_model_config
+    from emgp_md.models.se3set.config import se3set_model_config
 
     torch.manual_seed(0)
     model: EnergyModel = build_model(se3set_model_config("tiny")).eval().double()

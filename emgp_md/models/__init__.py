@@ -29,7 +29,7 @@ def build_backbone(cfg: ModelConfig) -> nn.Module:
     """Construct the backbone named by ``cfg.backbone``.
 
     SE3Set (``"se3set"``) takes its sizes from ``cfg.se3set_preset`` and ``cfg.se3set_overrides``
-    (:mod:`emgp_md.models.se3set_config`); its modules are imported only here.
+    (:mod:`emgp_md.models.se3set.config`); its modules are imported only here.
 
     Raises
     ------
@@ -39,7 +39,7 @@ def build_backbone(cfg: ModelConfig) -> nn.Module:
     """
     if cfg.backbone == "se3set":
         from emgp_md.models.se3set import SE3Set
-        from emgp_md.models.se3set_config import settings_from_config
+        from emgp_md.models.se3set.config import settings_from_config
 
         return SE3Set(settings_from_config(cfg))
     if cfg.backbone == "egnn":
@@ -91,7 +91,7 @@ def hypergraph_options(cfg: ModelConfig) -> FragmentOptions:
     if not needs_hypergraph(cfg):
         raise ValueError(f"the {cfg.backbone!r} backbone does not use a hypergraph")
     from emgp_md.data.fragment import PRESETS as FRAGMENT_PRESETS
-    from emgp_md.models.se3set_config import settings_from_config
+    from emgp_md.models.se3set.config import settings_from_config
 
     return FRAGMENT_PRESETS[settings_from_config(cfg).fragmentation]
 

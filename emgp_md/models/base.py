@@ -7,7 +7,7 @@ A backbone turns a batch of molecules into invariant per-atom features; an energ
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
@@ -19,9 +19,8 @@ if TYPE_CHECKING:
 class Backbone(Protocol):
     """Invariant atom features of a batch of molecules.
 
-    Implemented by :class:`~emgp_md.models.schnet.SchNet`, :class:`~emgp_md.models.torchmd_et.TorchMDET`
-    and :class:`~emgp_md.models.se3set.SE3Set`; :class:`~emgp_md.models.egnn.EGNN` still has the older
-    tensor signature (phase B of the layout issue #17 moves it onto this protocol).
+    Implemented by :class:`~emgp_md.models.egnn.EGNN`, :class:`~emgp_md.models.schnet.SchNet`,
+    :class:`~emgp_md.models.torchmd_et.TorchMDET` and :class:`~emgp_md.models.se3set.SE3Set`.
 
     Inputs (fields of :class:`~emgp_md.data.graph.GraphBatch` a backbone may read)
     --------------------------------------------------------------------------------
@@ -80,12 +79,6 @@ class Backbone(Protocol):
     def __call__(self, graph: GraphBatch) -> torch.Tensor: ...
 
 
-def takes_graph(backbone: Any) -> bool:
-    """Whether ``backbone`` (possibly wrapped by ``torch.compile``) implements :class:`Backbone`.
+# Optional, not part of the protocol: ``fast_energy_and_forces(model, graph, training)``, a faster
+# route to energies and forces that returns None where it does not apply (emgp_md.models.forces).
 
-    False only for EGNN, whose ``forward(z, pos, edge_index, edge_type, update_coords,
-    dense_edge_type)`` predates the protocol (phase B of issue #17 removes this function).
-    """
-    from emgp_md.models.egnn import EGNN
-
-    return not isinstance(getattr(backbone, "_orig_mod", backbone), EGNN)

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from emgp_md.data.graph import GraphBatch
-from emgp_md.models.base import takes_graph
 from emgp_md.models.heads import DistanceHead, NoiseLevelHead, PooledEnergyHead
 
 
@@ -23,7 +22,7 @@ class EnergyModel(nn.Module):
     ----------
     backbone : nn.Module
         A :class:`~emgp_md.models.base.Backbone`: maps the graph batch to (n_atoms, hidden_nf)
-        invariant features (EGNN: the older tensor signature, until phase B of issue #17).
+        invariant features.
     head : nn.Module
         Maps ``(h, batch, n_graphs)`` to (n_graphs,) energies.
     noise_head : NoiseLevelHead, optional
@@ -55,12 +54,7 @@ class EnergyModel(nn.Module):
 
     def node_features(self, graph: GraphBatch) -> torch.Tensor:
         """(n_atoms, hidden_nf) invariant node features: ``backbone(graph)``."""
-        if takes_graph(self.backbone):
-            return self.backbone(graph)
-        # EGNN's older signature (phase B of issue #17 moves EGNN onto the Backbone protocol)
-        h, _ = self.backbone(graph.z, graph.pos, graph.edge_index, graph.edge_type,
-                             dense_edge_type=graph.dense_edge_type)
-        return h
+        return self.backbone(graph)
 
     def forward(self, graph: GraphBatch) -> torch.Tensor:
         """Energies without the constant shift.

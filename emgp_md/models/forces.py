@@ -1,12 +1,22 @@
-"""Forces as the negative gradient of the energy: the one place they are computed."""
+"""Forces as the negative gradient of the energy: the one place they are computed.
+
+A backbone may offer a faster route to the same numbers through one optional, duck-typed hook::
+
+    backbone.fast_energy_and_forces(model, graph, training) -> (energy, forces) | None
+
+with the arguments and results of :func:`energy_and_forces`; it returns None where it does not
+apply, and then autograd runs. For inference the energy and forces it returns carry no graph; for
+training the forces must stay differentiable in the parameters (a force loss). The EGNN
+implements it (:meth:`~emgp_md.models.egnn.plain.EGNN.fast_energy_and_forces`: fused kernels for
+inference, explicit forces for training, on dense batches); a ``torch.compile`` wrapper of a
+backbone does not use it.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from emgp_md.data.graph import GraphBatch
-from emgp_md.models.egnn_fused import forces_only
-from emgp_md.models.egnn_train import dense_energy_and_forces, explicit_forces_apply
 
 
 def forces_from_energy(energy: torch.Tensor, pos: torch.Tensor, training: bool) -> torch.Tensor:
@@ -32,22 +42,20 @@ def energy_and_forces(
         Positions (n_atoms, 3) in Å.
     training : bool
         Keep the graph of the gradient (``create_graph=True``) so a force loss can be
-        back-propagated. Off for inference, MD and evaluation; then the model runs inside
-        :func:`~emgp_md.models.egnn_fused.forces_only` and may use fused first-order kernels
-        (same numbers, gradients with respect to positions only). For training, an EGNN on
-        equal-size dense molecules gets its forces written out explicitly
-        (:func:`~emgp_md.models.egnn_train.dense_energy_and_forces`, same numbers, faster);
-        other models use autograd with ``create_graph=True``.
+        back-propagated. Off for inference, MD and evaluation. Either way a backbone's
+        ``fast_energy_and_forces`` hook (module docstring) is asked first; where it returns
+        None, autograd (with ``create_graph=training``).
 
     Returns
     -------
     energy : (n_graphs,) model energy unit, without the constant shift
     forces : (n_atoms, 3) model energy unit per Å
     """
-    if training and explicit_forces_apply(model, graph):
-        with torch.enable_grad(), forces_only(False):  # plain head even inside an inference block
-            return dense_energy_and_forces(model, graph)
-    with torch.enable_grad(), forces_only(not training):
+    hook = getattr(getattr(model, "backbone", None), "fast_energy_and_forces", None)
+    fast = hook(model, graph, training) if hook is not None else None
+    if fast is not None:
+        return fast
+    with torch.enable_grad():
         pos = graph.pos.detach().requires_grad_(True)
         energy = model(graph.with_pos(pos))
         forces = forces_from_energy(energy, pos, training)

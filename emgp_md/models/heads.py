@@ -9,12 +9,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
-
-from emgp_md.models.egnn_fused import check_first_order, fused_enabled
 
 
 def sum_pool(x: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
@@ -23,44 +19,11 @@ def sum_pool(x: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tenso
     return out.index_add_(0, batch, x)
 
 
-class FusedAtomwiseEnergy(torch.autograd.Function):
-    """``E_b = Σ_{i in b} (w_2 · silu(W_1 h_i + b_1) + b_2)`` as one autograd node (inference).
-
-    ``apply(h, batch, n_graphs, w_1, b_1, w_2, b_2)`` with ``h`` (n_atoms, H), ``batch``
-    (n_atoms,) long, ``w_1`` (H, H), ``b_1`` (H,), ``w_2`` (H,), ``b_2`` (1,); returns (n_graphs,).
-    The backward gives ``∂E/∂h_i = (silu'(u_i) ⊙ w_2 ∂E/∂E_b) W_1`` (``u_i = W_1 h_i + b_1``)
-    only: the weights are constants, and it cannot be differentiated again.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any,
-        h: torch.Tensor,
-        batch: torch.Tensor,
-        n_graphs: int,
-        w_1: torch.Tensor,
-        b_1: torch.Tensor,
-        w_2: torch.Tensor,
-        b_2: torch.Tensor,
-    ) -> torch.Tensor:
-        u = torch.addmm(b_1, h, w_1.t())
-        per_atom = torch.addmv(b_2, nn.functional.silu(u), w_2)
-        ctx.u, ctx.batch, ctx.w_1, ctx.w_2 = u, batch, w_1, w_2
-        return h.new_zeros(n_graphs).index_add_(0, batch, per_atom)
-
-    @staticmethod
-    def backward(ctx: Any, grad_energy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        check_first_order("FusedAtomwiseEnergy")
-        grad_s = torch.outer(grad_energy.index_select(0, ctx.batch), ctx.w_2)
-        grad_h = torch.ops.aten.silu_backward(grad_s, ctx.u) @ ctx.w_1
-        return grad_h, None, None, None, None, None, None
-
-
 class AtomwiseEnergyHead(nn.Module):
     """MD17 head: ``E = Σ_i Lin(SiLU(Lin(h_i)))``; returns (n_graphs,).
 
-    Where :func:`~emgp_md.models.egnn_fused.fused_enabled` (energy + forces inference), the same
-    function runs as one autograd node (:class:`FusedAtomwiseEnergy`).
+    (The EGNN's fused inference path evaluates the same function as one autograd node,
+    :class:`~emgp_md.models.egnn.fused.FusedAtomwiseEnergy`.)
     """
 
     def __init__(self, hidden_nf: int) -> None:
@@ -68,12 +31,6 @@ class AtomwiseEnergyHead(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(hidden_nf, hidden_nf), nn.SiLU(), nn.Linear(hidden_nf, 1))
 
     def forward(self, h: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
-        if fused_enabled():
-            first, last = self.mlp[0], self.mlp[2]
-            return FusedAtomwiseEnergy.apply(
-                h, batch, n_graphs, first.weight.detach(), first.bias.detach(), last.weight.detach()[0],
-                last.bias.detach(),
-            )
         return sum_pool(self.mlp(h).squeeze(1), batch, n_graphs)
 
 

@@ -91,7 +91,7 @@ def denoising_loss(
             target = (graph.pos - noisy.pos) / sig
         return _node_loss(forces, target, graph), pooled
     if variant == "direct":
-        h, pos_out = model.backbone(noisy.z, noisy.pos, noisy.edge_index, noisy.edge_type, update_coords=True)
+        h, pos_out = model.backbone.features_and_coords(noisy)
         pooled = model.head.pool(h, graph.batch, graph.n_graphs)
         if not need_pred:
             return None, pooled

@@ -65,9 +65,9 @@ def test_configuration_errors() -> None:
         build_backbone(ModelConfig(backbone="schnet", cutoff_A=-1.0))
 
 
-@pytest.mark.parametrize("backbone", CUTOFF_BACKBONES)
+@pytest.mark.parametrize("backbone", ALL)
 def test_backbone_protocol(backbone: str, ethanol) -> None:
-    """SchNet and ET implement the Backbone protocol: graph in, (n_atoms, hidden_nf) features out."""
+    """EGNN, SchNet and ET implement the Backbone protocol: graph in, (n_atoms, hidden_nf) features out."""
     model = small(backbone)
     assert isinstance(model.backbone, Backbone) and not model.backbone.needs_hypergraph
     g = collate([topo_of(ethanol)], [ethanol.positions])

@@ -24,8 +24,8 @@ from emgp_md.models.base import Backbone
 from emgp_md.models.checkpoint import load_checkpoint, make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.models.forces import energy_and_forces
-from emgp_md.models.se3set_config import PRESETS, resolve_settings, se3set_model_config
-from emgp_md.models.se3set_layers import segment_softmax
+from emgp_md.models.se3set.config import PRESETS, resolve_settings, se3set_model_config
+from emgp_md.models.se3set.layers import segment_softmax
 from emgp_md.pretrained import reference_atoms
 from emgp_md.testing import (
     assert_batch_equals_single,

@@ -7,9 +7,9 @@ import pytest
 import torch
 from e3nn import o3
 
-from emgp_md.models.se3set_layers import depthwise_tensor_product, gate_activation, refresh_wigner_3j_
-from emgp_md.models.se3set_ops import LinearFM, cat
-from emgp_md.models.se3set_tp import DepthwiseTensorProduct, linear_of_product
+from emgp_md.models.se3set.layers import depthwise_tensor_product, gate_activation, refresh_wigner_3j_
+from emgp_md.models.se3set.ops import LinearFM, cat
+from emgp_md.models.se3set.tp import DepthwiseTensorProduct, linear_of_product
 
 V = o3.Irreps("6x0e+4x1o+3x2e")
 SH = o3.Irreps.spherical_harmonics(2)

@@ -21,7 +21,7 @@ from emgp_md.data.graph import collate
 from emgp_md.data.topology import topology_from_positions
 from emgp_md.models import build_model, hypergraph_options
 from emgp_md.models.checkpoint import load_checkpoint
-from emgp_md.models.se3set_config import se3set_model_config
+from emgp_md.models.se3set.config import se3set_model_config
 from emgp_md.pretrain import trainer
 from emgp_md.pretrain.hypergraphs import (
     HypergraphCache,

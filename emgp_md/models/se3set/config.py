@@ -24,7 +24,7 @@ from typing import Any
 from e3nn import o3
 
 from emgp_md.config import ModelConfig
-from emgp_md.models.se3set_layers import sort_even_first
+from emgp_md.models.se3set.layers import sort_even_first
 
 #: Elements with covalent radii in the authors' fragmenter (H, Li, B, C, N, O, F, Si, P, S, Cl, As,
 #: Se, Br, Te, I): every molecule that can be fragmented can be embedded.

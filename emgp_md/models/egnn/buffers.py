@@ -1,4 +1,4 @@
-"""Weights and buffers of the fused EGNN kernels (:mod:`emgp_md.models.egnn_fused`), kept between calls.
+"""Weights and buffers of the fused EGNN kernels (:mod:`emgp_md.models.egnn.fused`), kept between calls.
 
 - :class:`LayerWeights` / :class:`FusedWeights`: the parameters split, concatenated and
   transposed the way the fused layers multiply with them, and the embedded atom-feature table.
@@ -23,7 +23,7 @@ from torch import nn
 
 @dataclass(frozen=True)
 class LayerWeights:
-    """Detached weights of one :class:`~emgp_md.models.egnn.EGCL`, H = hidden width.
+    """Detached weights of one :class:`~emgp_md.models.egnn.plain.EGCL`, H = hidden width.
 
     Attributes
     ----------

@@ -2,7 +2,7 @@
 
 :class:`DepthwiseTensorProduct` is an ``o3.TensorProduct`` (same constructor, parameters, buffers
 and ``forward``) with :meth:`~DepthwiseTensorProduct.forward_fm` on feature-major tensors
-``(irreps.dim, n)`` (see :mod:`emgp_md.models.se3set_ops`). :func:`linear_of_product` evaluates
+``(irreps.dim, n)`` (see :mod:`emgp_md.models.se3set.ops`). :func:`linear_of_product` evaluates
 ``L(TP(x, y))`` for linear maps ``L`` path by path, in whichever order is cheaper: a path from an
 input block with ``d₁ = 2l₁+1`` components to an output with ``d₃`` components either builds the
 product (``u·d₃`` rows) and maps it, or maps the weighted input first (``u·d₁`` rows) and contracts
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from e3nn import o3
 
-from emgp_md.models.se3set_ops import LinearFM, Pieces, cat, split_rows
+from emgp_md.models.se3set.ops import LinearFM, Pieces, cat, split_rows
 
 
 def _contract(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -90,7 +90,7 @@ def test_update_coords_equivariant(ethanol, rng):
     def run(pos):
         g = collate([topo], [pos], torch.float64)
         with torch.no_grad():
-            return backbone(g.z, g.pos, g.edge_index, g.edge_type, update_coords=True)
+            return backbone.features_and_coords(g)
 
     h0, x0 = run(ethanol.positions)
     shift0 = x0.numpy() - ethanol.positions
@@ -102,8 +102,8 @@ def test_update_coords_equivariant(ethanol, rng):
     np.testing.assert_allclose(h1.numpy(), h0.numpy(), atol=1e-10)
     g = collate([topo], [ethanol.positions], torch.float64)
     with torch.no_grad():
-        _, no_coords = backbone(g.z, g.pos, g.edge_index, g.edge_type)
-    assert no_coords is None
+        h = backbone(g)  # the Backbone protocol: features only, the dense path (no coordinate update)
+    np.testing.assert_allclose(h.numpy(), run(ethanol.positions)[0].numpy(), atol=1e-10)
 
 
 def test_build_model_heads_and_errors():

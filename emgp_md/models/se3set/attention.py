@@ -9,7 +9,7 @@ Both stages are Equiformer's non-linear graph attention; they differ only in wha
   message is the atom's alone and the attribute is the hyperedge feature itself (a bilinear
   product, no geometry), with learned shared weights.
 
-Equivariant features are feature-major, ``(irreps.dim, n)`` (see :mod:`emgp_md.models.se3set_layers`).
+Equivariant features are feature-major, ``(irreps.dim, n)`` (see :mod:`emgp_md.models.se3set.layers`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from emgp_md.models.se3set_layers import (
+from emgp_md.models.se3set.layers import (
     SCALAR,
     EquivariantLayerNorm,
     FeedForward,
@@ -32,8 +32,8 @@ from emgp_md.models.se3set_layers import (
     scatter_sum,
     segment_softmax,
 )
-from emgp_md.models.se3set_ops import LinearFM
-from emgp_md.models.se3set_tp import linear_of_product
+from emgp_md.models.se3set.ops import LinearFM
+from emgp_md.models.se3set.tp import linear_of_product
 
 
 def head_irreps(irreps_head: o3.Irreps, n_heads: int) -> tuple[o3.Irreps, torch.Tensor]:

@@ -5,7 +5,7 @@ connected molecules of ``n`` atoms. Under plain autograd every elementwise opera
 ``(B, n, n, H)`` edge tensors is recorded and differentiated separately, and for a molecule of
 ~20 atoms that bookkeeping (plus allocating fresh memory for every intermediate) costs more than
 the arithmetic. :class:`FusedDenseEGNN` computes the same function with few tensor operations,
-into buffers reused from call to call (:mod:`emgp_md.models.fused_buffers`), and a hand-written
+into buffers reused from call to call (:mod:`emgp_md.models.egnn.buffers`), and a hand-written
 backward pass that returns only what forces need: the gradients with respect to the positions
 (and to the input node features). The weights are constants for it.
 
@@ -35,44 +35,25 @@ The forward keeps ``pre``, ``z``, ``m``, ``g`` and ``u`` for the backward in a p
 
 The backward is first order only: asking for a differentiable gradient (``create_graph=True``,
 as a force loss needs) raises a ``RuntimeError`` at once instead of silently returning forces
-that carry no graph. Training therefore keeps plain autograd; :func:`fused_enabled` decides
-where the fused path is used.
+that carry no graph. The fused path is used by :func:`fused_energy_and_forces` (inference energy
++ forces, through :meth:`~emgp_md.models.egnn.plain.EGNN.fast_energy_and_forces`) and, with
+``keep=False``, by forwards without gradients (:func:`fused_forward_allowed`); training keeps
+differentiable operations.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
-from emgp_md.models.fused_buffers import WORKSPACES, LayerWeights, Lease, Workspace, fused_weights
+from emgp_md.data.graph import GraphBatch
+from emgp_md.models.egnn.buffers import WORKSPACES, LayerWeights, Lease, Workspace, fused_weights
 
-_state = threading.local()
 _silu = torch._C._nn.silu  # accepts out=, unlike nn.functional.silu
 _silu_backward_out = torch.ops.aten.silu_backward.grad_input
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.default
-
-
-@contextlib.contextmanager
-def forces_only(enabled: bool = True) -> Iterator[None]:
-    """Within this block (``enabled=True``), backbones may use first-order kernels whose gradients
-    are correct with respect to positions (and input features) only; parameter gradients are not
-    propagated. ``enabled=False`` switches them off again, e.g. for a nested training call.
-
-    :func:`emgp_md.models.forces.energy_and_forces` enters ``forces_only(not training)``: for
-    inference the energy is returned detached and the forces carry no graph, so parameter
-    gradients can never be asked for.
-    """
-    previous = getattr(_state, "forces_only", False)
-    _state.forces_only = enabled
-    try:
-        yield
-    finally:
-        _state.forces_only = previous
 
 
 def check_first_order(name: str) -> None:
@@ -80,16 +61,14 @@ def check_first_order(name: str) -> None:
     if torch.is_grad_enabled():
         raise RuntimeError(
             f"{name} has a first-order backward only and cannot be differentiated again (create_graph=True); "
-            "compute forces for training with energy_and_forces(..., training=True) or inside forces_only(False)"
+            "compute forces for training with energy_and_forces(..., training=True)"
         )
 
 
-def fused_enabled() -> bool:
-    """Whether the fused kernels may be used now: inside :func:`forces_only` or with gradients
+def fused_forward_allowed() -> bool:
+    """Whether a forward without gradients may run fused (``keep=False``, same numbers): gradients
     disabled, and not while ``torch.compile`` traces (the compiled path keeps plain operations)."""
-    if torch.compiler.is_compiling():
-        return False
-    return getattr(_state, "forces_only", False) or not torch.is_grad_enabled()
+    return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
 
 def _layer_forward(ws: Workspace, layer: int, w: LayerWeights, h: torch.Tensor) -> torch.Tensor:
@@ -146,7 +125,7 @@ class FusedDenseEGNN(torch.autograd.Function):
     edge_type : (B, n, n) long
         Hop types 0..n_edge_types-1 (the diagonal is ignored).
     weights : tuple of LayerWeights
-        One per layer (:func:`~emgp_md.models.fused_buffers.fused_weights`).
+        One per layer (:func:`~emgp_md.models.egnn.buffers.fused_weights`).
     keep : bool
         Keep the activations for a backward pass (else the buffers are released at once).
 
@@ -220,3 +199,77 @@ def fused_dense_backbone(
     h0 = weights.embedding.index_select(0, z)
     keep = torch.is_grad_enabled() and pos.requires_grad
     return FusedDenseEGNN.apply(pos, h0, edge_type, weights.layers, keep)
+
+
+class FusedAtomwiseEnergy(torch.autograd.Function):
+    """``E_b = Σ_{i in b} (w_2 · silu(W_1 h_i + b_1) + b_2)`` as one autograd node (inference).
+
+    The function of :class:`~emgp_md.models.heads.AtomwiseEnergyHead`.
+    ``apply(h, batch, n_graphs, w_1, b_1, w_2, b_2)`` with ``h`` (n_atoms, H), ``batch``
+    (n_atoms,) long, ``w_1`` (H, H), ``b_1`` (H,), ``w_2`` (H,), ``b_2`` (1,); returns (n_graphs,).
+    The backward gives ``∂E/∂h_i = (silu'(u_i) ⊙ w_2 ∂E/∂E_b) W_1`` (``u_i = W_1 h_i + b_1``)
+    only: the weights are constants, and it cannot be differentiated again.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        h: torch.Tensor,
+        batch: torch.Tensor,
+        n_graphs: int,
+        w_1: torch.Tensor,
+        b_1: torch.Tensor,
+        w_2: torch.Tensor,
+        b_2: torch.Tensor,
+    ) -> torch.Tensor:
+        u = torch.addmm(b_1, h, w_1.t())
+        per_atom = torch.addmv(b_2, nn.functional.silu(u), w_2)
+        ctx.u, ctx.batch, ctx.w_1, ctx.w_2 = u, batch, w_1, w_2
+        return h.new_zeros(n_graphs).index_add_(0, batch, per_atom)
+
+    @staticmethod
+    def backward(ctx: Any, grad_energy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        check_first_order("FusedAtomwiseEnergy")
+        grad_s = torch.outer(grad_energy.index_select(0, ctx.batch), ctx.w_2)
+        grad_h = torch.ops.aten.silu_backward(grad_s, ctx.u) @ ctx.w_1
+        return grad_h, None, None, None, None, None, None
+
+
+def fused_energy(model: nn.Module, graph: GraphBatch) -> torch.Tensor:
+    """Energies (n_graphs,) of an EGNN energy model on a dense batch through the fused kernels.
+
+    The backbone runs as :class:`FusedDenseEGNN`; an atomwise head as :class:`FusedAtomwiseEnergy`
+    (other heads as they are). Differentiable (first order) with respect to ``graph.pos`` only.
+
+    Parameters
+    ----------
+    model : EnergyModel
+        With an :class:`~emgp_md.models.egnn.plain.EGNN` backbone.
+    graph : GraphBatch
+        ``dense_edge_type`` (B, n, n) set; positions (B·n, 3) Å.
+    """
+    from emgp_md.models.heads import AtomwiseEnergyHead
+
+    n_graphs, n, _ = graph.dense_edge_type.shape
+    h = fused_dense_backbone(model.backbone, graph.z, graph.pos.view(n_graphs, n, 3), graph.dense_edge_type)
+    head = model.head
+    if type(head) is not AtomwiseEnergyHead:
+        return model.energy_from_features(h, graph)
+    first, last = head.mlp[0], head.mlp[2]
+    energy = FusedAtomwiseEnergy.apply(
+        h, graph.batch, graph.n_graphs, first.weight.detach(), first.bias.detach(), last.weight.detach()[0],
+        last.bias.detach(),
+    )
+    return energy * model.energy_scale
+
+
+def fused_energy_and_forces(model: nn.Module, graph: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Energies (n_graphs,) and forces ``-∂E/∂pos`` (n_atoms, 3) for inference, by :func:`fused_energy`.
+
+    Both are returned without a graph (first-order kernels: no parameter gradients, no force loss).
+    """
+    with torch.enable_grad():
+        pos = graph.pos.detach().requires_grad_(True)
+        energy = fused_energy(model, graph.with_pos(pos))
+        (grad,) = torch.autograd.grad(energy.sum(), pos)
+    return energy.detach(), -grad

@@ -9,21 +9,29 @@ parts ``W_i h_i`` and ``W_j h_j`` (computed once per node), the radial column an
 table for the edge types, which gives exactly the same numbers as the concatenation at a
 fraction of the cost. The state-dict keys match the authors' checkpoint.
 
-For energy + forces inference on dense molecules (inside
-:func:`~emgp_md.models.egnn_fused.forces_only`, or with gradients off) all layers run as one
-fused autograd node with a hand-written backward (:mod:`emgp_md.models.egnn_fused`). Training
-on dense molecules writes the forces out explicitly (:mod:`emgp_md.models.egnn_train`, same
-numbers); elsewhere it uses the plain operations below and autograd.
+Equal-size, fully connected molecules (``graph.dense_edge_type``) run the dense path
+(:mod:`~emgp_md.models.egnn.dense`). For energy + forces on them,
+:meth:`EGNN.fast_energy_and_forces` (the hook :func:`~emgp_md.models.forces.energy_and_forces`
+asks for) runs all layers as one fused autograd node with a hand-written backward for inference
+(:mod:`~emgp_md.models.egnn.fused`) and writes the forces out explicitly for training
+(:mod:`~emgp_md.models.egnn.train`); same numbers. Elsewhere the plain operations and autograd.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from emgp_md.data.features import N_NODE_FEATURES, feature_table
 from emgp_md.data.topology import N_EDGE_TYPES
-from emgp_md.models.egnn_fused import fused_dense_backbone, fused_enabled
+from emgp_md.models.egnn.dense import dense_node_features
+from emgp_md.models.egnn.fused import fused_energy_and_forces
+from emgp_md.models.egnn.train import dense_energy_and_forces, explicit_forces_apply
+
+if TYPE_CHECKING:
+    from emgp_md.data.graph import GraphBatch
 
 
 class EGCL(nn.Module):
@@ -117,27 +125,6 @@ class EGCL(nn.Module):
         return h, shift
 
 
-    def forward_dense(self, h: torch.Tensor, edge_bias: torch.Tensor, off_diagonal: torch.Tensor) -> torch.Tensor:
-        """The same layer on dense fully connected molecules of equal size (no coordinate update).
-
-        Parameters
-        ----------
-        h : (n_graphs, n, hidden_nf)
-        edge_bias : (n_graphs, n, n, hidden_nf)
-            Radial and edge-type part of the first edge layer, with its bias.
-        off_diagonal : (n, n, 1)
-            1 for i != j, 0 on the diagonal (no self-messages).
-        """
-        hid = self.hidden_nf
-        w = self.edge_mlp[0].weight
-        node = nn.functional.linear(h, torch.cat([w[:, :hid], w[:, hid : 2 * hid]]))  # (B, n, 2·hid)
-        pre = node[..., :hid].unsqueeze(2) + node[..., hid:].unsqueeze(1) + edge_bias  # [b, i, j]
-        m = self.edge_mlp[3](self.edge_mlp[2](self.edge_mlp[1](pre)))
-        gate = self.att_mlp(m) * off_diagonal if self.attention else off_diagonal
-        agg = (m * gate).sum(dim=2)
-        return h + self.node_mlp(torch.cat([h, agg], dim=-1))
-
-
 class EGNN(nn.Module):
     """The 3D-EMGP EGNN backbone: 300-wide atom input, ``n_layers`` EGCL layers of width ``hidden_nf``.
 
@@ -150,6 +137,8 @@ class EGNN(nn.Module):
     attention : bool
         Sigmoid message gate (paper: on).
     """
+
+    needs_hypergraph = False
 
     def __init__(self, hidden_nf: int = 128, n_layers: int = 7, attention: bool = True) -> None:
         super().__init__()
@@ -165,72 +154,61 @@ class EGNN(nn.Module):
     def layers(self) -> list[EGCL]:
         return [getattr(self, f"gcl_{i}") for i in range(self.n_layers)]
 
-    def edge_biases(self, radial: torch.Tensor, types: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """First-layer radial + edge-type terms of every layer, computed together.
+    def forward(self, graph: GraphBatch) -> torch.Tensor:
+        """(n_atoms, hidden_nf) invariant node features of ``graph`` (the :class:`~emgp_md.models.base.Backbone` protocol).
 
-        ``radial``: (..., 1) squared distances, Å²; ``types``: (...) long. Returns ``n_layers``
-        tensors of shape (..., hidden_nf).
+        Reads ``z``, ``pos``, ``edge_index``, ``edge_type`` and, when set (equal-size, fully
+        connected molecules), ``dense_edge_type``: then the dense path runs (same numbers,
+        :mod:`~emgp_md.models.egnn.dense`).
         """
-        hid = self.hidden_nf
-        firsts = [layer.edge_mlp[0] for layer in self.layers()]
-        tables = torch.cat([f.weight[:, 2 * hid + 1 :].t() + f.bias for f in firsts], dim=1)  # (n_types, L·hid)
-        w_radial = torch.cat([f.weight[:, 2 * hid] for f in firsts])  # (L·hid,)
-        return torch.addcmul(tables[types], radial, w_radial).split(hid, dim=-1)
+        if graph.dense_edge_type is not None:
+            return dense_node_features(self, graph.z, graph.pos, graph.dense_edge_type)
+        return self._sparse(graph, update_coords=False)[0]
 
-    def forward_dense(self, z: torch.Tensor, pos: torch.Tensor, dense_edge_type: torch.Tensor) -> torch.Tensor:
-        """Node features (n_atoms, hidden_nf) for molecules of equal size, all pairs dense.
-
-        ``dense_edge_type``: (n_graphs, n, n) hop types; atoms are ordered molecule by molecule.
-        Runs the fused kernels where :func:`~emgp_md.models.egnn_fused.fused_enabled` (same numbers).
-        """
-        n_graphs, n, _ = dense_edge_type.shape
-        p = pos.view(n_graphs, n, 3)
-        if fused_enabled():
-            return fused_dense_backbone(self, z, p, dense_edge_type)
-        h = self.embedding_in(self.features.to(pos.dtype).index_select(0, z)).view(n_graphs, n, self.hidden_nf)
-        diff = p.unsqueeze(2) - p.unsqueeze(1)
-        radial = (diff * diff).sum(dim=-1, keepdim=True)  # (B, n, n, 1)
-        off_diagonal = (1 - torch.eye(n, dtype=pos.dtype, device=pos.device)).unsqueeze(-1)
-        for layer, bias in zip(self.layers(), self.edge_biases(radial, dense_edge_type)):
-            h = layer.forward_dense(h, bias, off_diagonal)
-        return h.reshape(n_graphs * n, self.hidden_nf)
-
-    def forward(
-        self,
-        z: torch.Tensor,
-        pos: torch.Tensor,
-        edge_index: torch.Tensor,
-        edge_type: torch.Tensor,
-        update_coords: bool = False,
-        dense_edge_type: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Node features (and, on request, last-layer coordinates).
-
-        Parameters
-        ----------
-        z : (n_atoms,) long
-        pos : (n_atoms, 3) float, Å
-        edge_index : (2, n_edges) long
-        edge_type : (n_edges,) long
-        update_coords : bool
-            Return the last layer's updated coordinates (the "Direct" ablation).
-        dense_edge_type : (n_graphs, n, n) long, optional
-            When given (equal-size, fully connected molecules), the dense path is used; same numbers.
+    def features_and_coords(self, graph: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Node features and the last layer's updated coordinates (the "Direct" pretraining ablation).
 
         Returns
         -------
         h : (n_atoms, hidden_nf)
-        pos_out : (n_atoms, 3) Å, or None
+        pos_out : (n_atoms, 3) Å
+            ``pos + mean_j (x_i - x_j) φ_x(m_ij)`` from the last layer (equivariant).
         """
-        if dense_edge_type is not None and not update_coords:
-            return self.forward_dense(z, pos, dense_edge_type), None
-        h = self.embedding_in(self.features.to(pos.dtype).index_select(0, z))
+        h, pos_out = self._sparse(graph, update_coords=True)
+        assert pos_out is not None
+        return h, pos_out
+
+    def _sparse(self, graph: GraphBatch, update_coords: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The per-edge path; the last layer also moves the atoms with ``update_coords``."""
+        pos, edge_index = graph.pos, graph.edge_index
+        h = self.embedding_in(self.features.to(pos.dtype).index_select(0, graph.z))
         coord_diff = pos.index_select(0, edge_index[0]) - pos.index_select(0, edge_index[1])
         radial = (coord_diff * coord_diff).sum(dim=1)
         pos_out = None
         for i, layer in enumerate(self.layers()):
             last = update_coords and i == self.n_layers - 1
-            h, shift = layer(h, radial, edge_index, edge_type, coord_diff if last else None)
+            h, shift = layer(h, radial, edge_index, graph.edge_type, coord_diff if last else None)
             if shift is not None:
                 pos_out = pos + shift
         return h, pos_out
+
+    def fast_energy_and_forces(
+        self, model: nn.Module, graph: GraphBatch, training: bool
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The optional fast path of :func:`~emgp_md.models.forces.energy_and_forces` (its hook).
+
+        Applies when ``model`` is an :class:`~emgp_md.models.energy_model.EnergyModel` whose
+        backbone is this EGNN itself (not a ``torch.compile`` wrapper) and ``graph`` has the dense
+        layout: for inference the fused first-order kernels (:mod:`~emgp_md.models.egnn.fused`),
+        for training the explicit differentiable forces (:mod:`~emgp_md.models.egnn.train`, unless
+        switched off by :func:`~emgp_md.models.egnn.train.explicit_forces`). Same numbers as
+        autograd. Returns None where it does not apply (the caller then uses autograd).
+        """
+        if getattr(model, "backbone", None) is not self or graph.dense_edge_type is None:
+            return None
+        if training:
+            if not explicit_forces_apply(model, graph):
+                return None
+            with torch.enable_grad():
+                return dense_energy_and_forces(model, graph)
+        return fused_energy_and_forces(model, graph)

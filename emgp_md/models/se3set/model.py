@@ -41,10 +41,10 @@ from torch import nn
 from emgp_md.data.fragment import PRESETS as FRAGMENT_PRESETS
 from emgp_md.data.fragment import FragmentOptions
 from emgp_md.models.radial import safe_norm
-from emgp_md.models.se3set_attention import SE3SetBlock
-from emgp_md.models.se3set_config import SE3SetSettings
-from emgp_md.models.se3set_layers import DegreeEmbedding, EquivariantLayerNorm, ExpNormalBasis, refresh_wigner_3j_
-from emgp_md.models.se3set_ops import LinearFM
+from emgp_md.models.se3set.attention import SE3SetBlock
+from emgp_md.models.se3set.config import SE3SetSettings
+from emgp_md.models.se3set.layers import DegreeEmbedding, EquivariantLayerNorm, ExpNormalBasis, refresh_wigner_3j_
+from emgp_md.models.se3set.ops import LinearFM
 
 if TYPE_CHECKING:
     from emgp_md.data.graph import GraphBatch
@@ -159,7 +159,7 @@ class SE3Set(nn.Module):
         vec = pos.index_select(0, src) - pos.index_select(0, anchor.index_select(0, eps))  # r_j - r_i
         dist = safe_norm(vec)
         unit = vec / torch.where(dist > 0, dist, torch.ones_like(dist)).unsqueeze(1)
-        # equivariant features are feature-major, (irreps.dim, n): see se3set_ops
+        # equivariant features are feature-major, (irreps.dim, n): see se3set.ops
         sh = o3.spherical_harmonics(self.irreps_sh, unit, normalize=False, normalization="component").t().contiguous()
         basis = self.rbf(dist)
 

@@ -15,15 +15,15 @@ from emgp_md.config import ModelConfig
 from emgp_md.data.graph import GraphBatch, collate, repeat_topology
 from emgp_md.models import build_model
 from emgp_md.models.egnn import EGNN
-from emgp_md.models.egnn_fused import FusedDenseEGNN, forces_only, fused_enabled
+from emgp_md.models.egnn.buffers import WORKSPACES, clear_caches, fused_weights
+from emgp_md.models.egnn.fused import FusedAtomwiseEnergy, FusedDenseEGNN, fused_energy
 from emgp_md.models.forces import energy_and_forces
-from emgp_md.models.fused_buffers import WORKSPACES, clear_caches, fused_weights
-from emgp_md.models.heads import AtomwiseEnergyHead, FusedAtomwiseEnergy, sum_pool
+from emgp_md.models.heads import AtomwiseEnergyHead, sum_pool
 
 
 def plain_energy_and_forces(model: torch.nn.Module, graph: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Energy and forces by plain autograd through the (unfused) dense path."""
-    with torch.enable_grad(), forces_only(False):
+    with torch.enable_grad():
         pos = graph.pos.detach().requires_grad_(True)
         energy = model(graph.with_pos(pos))
         (grad,) = torch.autograd.grad(energy.sum(), pos)
@@ -103,8 +103,10 @@ def test_gradcheck_fused_head_float64() -> None:
     w_1, b_1, w_2, b_2 = (torch.randn(*s, dtype=torch.float64) for s in ((5, 5), (5,), (5,), (1,)))
     assert torch.autograd.gradcheck(lambda x: FusedAtomwiseEnergy.apply(x, batch, 3, w_1, b_1, w_2, b_2), (h,))
     head = AtomwiseEnergyHead(5).double()
+    first, last = head.mlp[0], head.mlp[2]
     with torch.no_grad():
-        fused = head(h, batch, 3)
+        fused = FusedAtomwiseEnergy.apply(h, batch, 3, first.weight, first.bias, last.weight[0], last.bias)
+        torch.testing.assert_close(fused, head(h, batch, 3), rtol=0, atol=1e-14)
     torch.testing.assert_close(fused, sum_pool(head.mlp(h).squeeze(1), batch, 3), rtol=0, atol=1e-14)
 
 
@@ -142,7 +144,7 @@ def test_training_path_unchanged(count_fused: list[int]) -> None:
     assert count_fused[0] == 1 and not f_i.requires_grad
     torch.testing.assert_close(f_i, f_t.detach(), rtol=0, atol=1e-12)
     torch.testing.assert_close(e_i, e_t.detach(), rtol=0, atol=1e-12)
-    with forces_only():  # a training call nested in an inference block still trains
+    with torch.no_grad():  # a training call nested in an inference block still trains
         _, f_n = energy_and_forces(model, graph, training=True)
     assert count_fused[0] == 1 and f_n.requires_grad
 
@@ -152,22 +154,31 @@ def test_double_backward_raises(head: str) -> None:
     """create_graph=True through the fused kernels raises at once (no silently graph-less forces)."""
     model = make_small_model(seed=6, head=head).double()
     graph = _graph([molecule("CH3CH2OH")])
-    with torch.enable_grad(), forces_only():
+    with torch.enable_grad():
         pos = graph.pos.detach().requires_grad_(True)
-        energy = model(graph.with_pos(pos))
+        energy = fused_energy(model, graph.with_pos(pos))
         with pytest.raises(RuntimeError, match="first-order backward only"):
             torch.autograd.grad(energy.sum(), pos, create_graph=True)
 
 
-def test_switch() -> None:
-    assert not fused_enabled()
-    with forces_only():
-        assert fused_enabled()
-        with forces_only(False):
-            assert not fused_enabled()
-        assert fused_enabled()
+def test_hook_applies_where_expected(count_fused: list[int]) -> None:
+    """The forces hook: None for sparse batches, a compiled wrapper's model or another model; the
+    plain forward with gradients never runs fused, without gradients it does (keep=False)."""
+    model = make_small_model(seed=7).double()
+    graph = _graph([molecule("CH3CH2OH")])
+    backbone = model.backbone
+    assert backbone.fast_energy_and_forces(model, dataclasses.replace(graph, dense_edge_type=None), False) is None
+    other = make_small_model(seed=7).double()
+    assert backbone.fast_energy_and_forces(other, graph, False) is None  # not this model's backbone
+    assert count_fused[0] == 0
+    e, f = backbone.fast_energy_and_forces(model, graph, False)
+    assert count_fused[0] == 1 and e.shape == (1,) and not f.requires_grad
+    with torch.enable_grad():
+        model(graph)
+    assert count_fused[0] == 1
     with torch.no_grad():
-        assert fused_enabled()
+        model(graph)
+    assert count_fused[0] == 2
 
 
 def test_no_grad_and_inference_mode_forward() -> None:
@@ -235,9 +246,9 @@ def test_live_graphs_do_not_share_workspaces() -> None:
     """Two forwards before their backwards, and a retained graph, give the right forces."""
     model = make_small_model(seed=9).double()
     g1, g2 = _graph([molecule("CH3CH2OH")], seed=1), _graph([molecule("CH3CH2OH")], seed=2)
-    with torch.enable_grad(), forces_only():
+    with torch.enable_grad():
         p1, p2 = g1.pos.detach().requires_grad_(True), g2.pos.detach().requires_grad_(True)
-        e1, e2 = model(g1.with_pos(p1)), model(g2.with_pos(p2))
+        e1, e2 = fused_energy(model, g1.with_pos(p1)), fused_energy(model, g2.with_pos(p2))
         (d2,) = torch.autograd.grad(e2.sum(), p2, retain_graph=True)
         (d1,) = torch.autograd.grad(e1.sum(), p1)
         (d2_again,) = torch.autograd.grad(e2.sum(), p2)

@@ -18,7 +18,7 @@ paths use e3nn's ``element`` path normalisation instead of Equiformer's weight r
 gives the same scale at initialisation.
 
 Equivariant features are **feature-major**, ``(irreps.dim, n)`` (the transpose of e3nn's layout),
-and the e3nn modules are evaluated by their ``forward_fm`` (:mod:`emgp_md.models.se3set_ops`).
+and the e3nn modules are evaluated by their ``forward_fm`` (:mod:`emgp_md.models.se3set.ops`).
 Radial bases and the radial networks stay item-major, ``(n, n_rbf)``.
 """
 
@@ -34,8 +34,8 @@ from e3nn.math import normalize2mom
 from torch import nn
 
 from emgp_md.models.radial import cosine_cutoff
-from emgp_md.models.se3set_ops import ActivationFM, GateFM, LinearFM, cat
-from emgp_md.models.se3set_tp import DepthwiseTensorProduct
+from emgp_md.models.se3set.ops import ActivationFM, GateFM, LinearFM, cat
+from emgp_md.models.se3set.tp import DepthwiseTensorProduct
 
 SCALAR = o3.Irrep("0e")
 

@@ -13,7 +13,7 @@ checkpoints are unchanged), keep e3nn's own ``forward`` on ``(n, dim)`` tensors,
 
 - :class:`LinearFM` (``o3.Linear``): one matrix product per irrep type and input piece;
 - :class:`GateFM` (``e3nn.nn.Gate``) and :class:`ActivationFM` (``e3nn.nn.Activation``);
-- the depthwise tensor product: :mod:`emgp_md.models.se3set_tp`.
+- the depthwise tensor product: :mod:`emgp_md.models.se3set.tp`.
 
 Blocks can be handed over unconcatenated (:data:`Pieces`, None for blocks that are zero by
 construction). :func:`cat` is a concatenation that is cheap to differentiate twice.

@@ -4,9 +4,9 @@ A force loss needs ``F = -∂E/∂x`` as a differentiable function of the weight
 gets it from ``autograd.grad(..., create_graph=True)``, which records a generic backward of every
 operation (broadcast adds and masks, the ``(B, n, n, L·H)`` radial/edge-type table, expanded sums,
 zero fills) and then differentiates all of it again. Here the forward of the dense path
-(:meth:`emgp_md.models.egnn.EGNN.forward_dense`) is recorded once, keeping each layer's
+(:func:`emgp_md.models.egnn.dense.dense_node_features`) is recorded once, keeping each layer's
 activations, and the forces are written out with ordinary differentiable operations on them,
-following the backward of :mod:`emgp_md.models.egnn_fused`. ``loss.backward()`` is then one first
+following the backward of :mod:`emgp_md.models.egnn.fused`. ``loss.backward()`` is then one first
 order pass through forward + forces ("double backward" without a second autograd sweep).
 
 Forward of one layer (edge ``ij`` of a molecule, ``i`` receives; ``W_i``, ``W_j``, ``w_r``,
@@ -123,7 +123,7 @@ def explicit_forces_apply(model: nn.Module, graph: GraphBatch) -> bool:
     by :func:`explicit_forces`, an
     :class:`~emgp_md.models.energy_model.EnergyModel` with an EGNN backbone (no coordinate
     update), a batch of equal-size, fully connected molecules (``graph.dense_edge_type``)."""
-    from emgp_md.models.egnn import EGNN
+    from emgp_md.models.egnn.plain import EGNN
     from emgp_md.models.energy_model import EnergyModel
 
     return (
