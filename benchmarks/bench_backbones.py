@@ -41,13 +41,17 @@ from emgp_md.training.losses import energy_force_loss
 log = logging.getLogger("bench_backbones")
 
 
-def bench_backbone(name: str, hidden_nf: int, n_layers: int, repeats: int, batch: int, steps: int,
-                   se3set_preset: str = "md17") -> dict:
+def bench_backbone(
+    name: str, hidden_nf: int, n_layers: int, repeats: int, batch: int, steps: int, se3set_preset: str = "md17"
+) -> dict:
     """Parameters, latency (ms) and training molecules/s of one backbone on aspirin."""
     atoms = reference_atoms("aspirin")
     topo = topology_from_positions(atoms.numbers, atoms.positions)
-    cfg = (ModelConfig(backbone=name, se3set_preset=se3set_preset) if name == "se3set"  # sizes from its preset
-           else ModelConfig(backbone=name, hidden_nf=hidden_nf, n_layers=n_layers))
+    cfg = (
+        ModelConfig(backbone=name, se3set_preset=se3set_preset)
+        if name == "se3set"  # sizes from its preset
+        else ModelConfig(backbone=name, hidden_nf=hidden_nf, n_layers=n_layers)
+    )
     if needs_hypergraph(cfg):
         topo = attach_hypergraph(topo, atoms.positions, hypergraph_options(cfg))
     torch.manual_seed(0)
@@ -78,10 +82,16 @@ def bench_backbone(name: str, hidden_nf: int, n_layers: int, repeats: int, batch
         if k >= 2:
             step_times.append(time.perf_counter() - t0)
     lat = summarize_ms(times)
-    return {"backbone": name, "hidden_nf": cfg.hidden_nf, "n_layers": cfg.n_layers,
-            "preset": cfg.se3set_preset if name == "se3set" else None,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "latency_ms": lat, "train_molecules_per_s": batch / float(np.median(step_times)), "batch": batch}
+    return {
+        "backbone": name,
+        "hidden_nf": cfg.hidden_nf,
+        "n_layers": cfg.n_layers,
+        "preset": cfg.se3set_preset if name == "se3set" else None,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "latency_ms": lat,
+        "train_molecules_per_s": batch / float(np.median(step_times)),
+        "batch": batch,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,12 +111,32 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.backbones:
         log.info("benchmarking %s", name)
-        rows.append(bench_backbone(name, args.hidden_nf, args.n_layers, args.repeats, args.batch, args.steps,
-                                   args.se3set_preset))
+        rows.append(
+            bench_backbone(
+                name, args.hidden_nf, args.n_layers, args.repeats, args.batch, args.steps, args.se3set_preset
+            )
+        )
     table = markdown_table(
-        ["backbone", "size", "parameters", "E+F latency median (ms)", "p90 (ms)", f"training mol/s (batch {args.batch})"],
-        [[r["backbone"], r["preset"] or f"{r['n_layers']}×{r['hidden_nf']}", r["parameters"], r["latency_ms"]["median_ms"],
-          r["latency_ms"]["p90_ms"], r["train_molecules_per_s"]] for r in rows])
+        [
+            "backbone",
+            "size",
+            "parameters",
+            "E+F latency median (ms)",
+            "p90 (ms)",
+            f"training mol/s (batch {args.batch})",
+        ],
+        [
+            [
+                r["backbone"],
+                r["preset"] or f"{r['n_layers']}×{r['hidden_nf']}",
+                r["parameters"],
+                r["latency_ms"]["median_ms"],
+                r["latency_ms"]["p90_ms"],
+                r["train_molecules_per_s"],
+            ]
+            for r in rows
+        ],
+    )
     sys.stdout.write(table + "\n")
     write_json(args.json, {"machine": machine_info(), "threads": args.threads, "results": rows, "table": table})
     return 0

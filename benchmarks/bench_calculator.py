@@ -87,8 +87,9 @@ class Variant:
         return (self.model_label, self.impl, self.dtype)
 
 
-def make_variants(specs: list[ModelSpec], atoms: Atoms, compiled: bool = False,
-                  unwatched: bool = False) -> list[Variant]:
+def make_variants(
+    specs: list[ModelSpec], atoms: Atoms, compiled: bool = False, unwatched: bool = False
+) -> list[Variant]:
     """Ours and the reference, float32 and float64, for each model (independent model copies);
     with ``compiled``, also ours with ``torch.compile`` in float32; with ``unwatched``, also ours in
     float32 with the per-call bond-change check switched off (to measure what the check costs)."""
@@ -254,8 +255,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tol32", type=float, default=1e-5, help="float32 tolerance, absolute and relative")
     parser.add_argument("--tol64", type=float, default=1e-10, help="float64 tolerance, absolute and relative")
     parser.add_argument("--compile", action="store_true", help="add ours with torch.compile (float32)")
-    parser.add_argument("--bond-check-overhead", action="store_true",
-                        help="add ours (float32) with the per-call bond-change check off, to measure its cost")
+    parser.add_argument(
+        "--bond-check-overhead",
+        action="store_true",
+        help="add ours (float32) with the per-call bond-change check off, to measure its cost",
+    )
     parser.add_argument("--json", type=Path, help="write the full report (with all timings) here")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -296,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.compile:
         for s in specs:
-            check = compare(by_key[(s.label, "ours-compiled", "float32")], by_key[(s.label, "reference", "float32")],
-                            args.tol32)
+            check = compare(
+                by_key[(s.label, "ours-compiled", "float32")], by_key[(s.label, "reference", "float32")], args.tol32
+            )
             check["dtype"] = "float32 (ours compiled)"
             checks.append(check)
             ref_ms = summarize_ms(by_key[(s.label, "reference", "float32")].times_s)["median_ms"]

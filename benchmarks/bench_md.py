@@ -137,7 +137,7 @@ def nve_drift(
     from emgp_md.md import energy_drift_meV_per_atom_ps
 
     a, _ = prepared_atoms(spec, atoms, dtype, temperature_K, seed)
-    n_steps = int(round(drift_ps * 1000.0 / timestep_fs))
+    n_steps = round(drift_ps * 1000.0 / timestep_fs)
     dyn = VelocityVerlet(a, timestep=timestep_fs * units.fs)
     time_ps, etot, temps = [], [], []
 
@@ -370,8 +370,10 @@ def main(argv: list[str] | None = None) -> int:
             spec, atoms, args.replicas, args.batch_calls, args.batch_warmup, args.jitter, args.seed
         )
     out = [
-        f"MD benchmarks, {args.threads} thread(s), timestep {args.timestep} fs, {args.temperature:g} K start; "
-        f"{info['cpu_model']}, torch {info['torch']}, {info['date_utc']}",
+        (
+            f"MD benchmarks, {args.threads} thread(s), timestep {args.timestep} fs, {args.temperature:g} K start; "
+            f"{info['cpu_model']}, torch {info['torch']}, {info['date_utc']}"
+        ),
         "",
         f"MD throughput (VelocityVerlet, {args.steps} steps after {args.warmup} warm-up):",
         "",

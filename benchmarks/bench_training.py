@@ -309,14 +309,20 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     out = [
-        (f"Training throughput, {args.molecule} ({topo.n_atoms} atoms), batch {args.batch_size}, {spec.label}, "
-        f"{args.threads} thread(s), {args.steps} timed steps after {args.warmup} warm-up; "
-        f"{info['cpu_model']}, torch {info['torch']}, {info['date_utc']}"),
+        (
+            f"Training throughput, {args.molecule} ({topo.n_atoms} atoms), batch {args.batch_size}, {spec.label}, "
+            f"{args.threads} thread(s), {args.steps} timed steps after {args.warmup} warm-up; "
+            f"{info['cpu_model']}, torch {info['torch']}, {info['date_utc']}"
+        ),
         "",
-        ("speed / reference: ratio of median step times; paired ratio: median over round-robin rounds of "
-        "t_reference / t_impl within the round."),
+        (
+            "speed / reference: ratio of median step times; paired ratio: median over round-robin rounds of "
+            "t_reference / t_impl within the round."
+        ),
         "",
-        markdown_table(["implementation", "median ms/step", "p10–p90 ms", "molecules/s", "speed / reference", "paired ratio"], rows),
+        markdown_table(
+            ["implementation", "median ms/step", "p10–p90 ms", "molecules/s", "speed / reference", "paired ratio"], rows
+        ),
     ]
     if checks:
         out += [
@@ -342,8 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
     out += [
         "",
-        (f"- model: {spec.description}; energy normalisation from {args.molecule} train_01 "
-        f"(mean {shift:.6g}, std {scale:.4g} kcal/mol)"),
+        (
+            f"- model: {spec.description}; energy normalisation from {args.molecule} train_01 "
+            f"(mean {shift:.6g}, std {scale:.4g} kcal/mol)"
+        ),
     ]
     print("\n".join(out))
     write_json(

@@ -24,7 +24,7 @@ energy normalisation (``energy_scale``, ``energy_shift``) is copied from the mod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -232,7 +232,7 @@ class ReferenceCalculator(Calculator):
     dtype : ``"float32"`` or ``"float64"``
     """
 
-    implemented_properties = ["energy", "free_energy", "forces"]
+    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces"]
 
     def __init__(
         self,

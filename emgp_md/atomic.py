@@ -74,8 +74,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def atomic_write_json(path: str | Path, doc: Any, indent: int | None = 2, sort_keys: bool = False,
-                      newline: bool = False) -> None:
+def atomic_write_json(
+    path: str | Path, doc: Any, indent: int | None = 2, sort_keys: bool = False, newline: bool = False
+) -> None:
     """Write ``json.dumps(doc, indent=indent, sort_keys=sort_keys)`` to ``path`` atomically.
 
     ``newline`` appends a final line break. The document is serialised before anything is written,
@@ -105,6 +106,9 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
             tmp.unlink()
             removed.append(tmp)
     if removed:
-        log.info("removed %d temporary file(s) left by an interrupted write: %s", len(removed),
-                 ", ".join(p.name for p in removed))
+        log.info(
+            "removed %d temporary file(s) left by an interrupted write: %s",
+            len(removed),
+            ", ".join(p.name for p in removed),
+        )
     return removed

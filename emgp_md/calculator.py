@@ -7,7 +7,7 @@ import logging
 import weakref
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ class EMGPCalculator(Calculator):
     threads: give each thread its own calculator.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces"]
+    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces"]
 
     def __init__(
         self,
@@ -205,10 +205,12 @@ class EMGPCalculator(Calculator):
             return
         sym = self.atoms.get_chemical_symbols()
         names = lambda pairs: ", ".join(f"{sym[i]}{i}–{sym[j]}{j}" for i, j in pairs) or "none"
-        msg = (f"the bond graph changed: broken {names(broken)}; formed {names(formed)} (frozen graph of "
-               f"{self.atoms.get_chemical_formula(mode='hill')}). The model's numbers assume the frozen graph; "
-               "a reaction is outside what it was trained on. If this is a new structure rather than a "
-               "reaction, call calc.reset_topology() first.")
+        msg = (
+            f"the bond graph changed: broken {names(broken)}; formed {names(formed)} (frozen graph of "
+            f"{self.atoms.get_chemical_formula(mode='hill')}). The model's numbers assume the frozen graph; "
+            "a reaction is outside what it was trained on. If this is a new structure rather than a "
+            "reaction, call calc.reset_topology() first."
+        )
         if self.on_bond_change == "raise":
             raise BondChangeError(msg, broken, formed)
         key = (tuple(broken), tuple(formed))
@@ -229,8 +231,12 @@ class EMGPCalculator(Calculator):
         species = self.metadata.get("species")
         validate_atomic_numbers(atoms.numbers, set(species) if species else None)
         options = getattr(self.model.backbone, "fragment_options", None) if self.model is not None else None
-        self._topology = topology_for_atoms(atoms, self.metadata.get("topology"), hypergraph_options=options,
-                                            allow_fragments=bool(self.metadata.get("allow_fragments", False)))
+        self._topology = topology_for_atoms(
+            atoms,
+            self.metadata.get("topology"),
+            hypergraph_options=options,
+            allow_fragments=bool(self.metadata.get("allow_fragments", False)),
+        )
         self._graph = collate([self._topology], [atoms.positions], self.dtype).to(self.device)
         self._watch = BondWatch(self._topology.z, self._topology.bonds)
         self._reported = set()
@@ -256,6 +262,5 @@ def _check_finite(energy_eV: float, forces_eV_A: np.ndarray) -> None:
     if not np.isfinite(energy_eV) or len(bad):
         raise StructureError(
             f"the model returned a non-finite energy ({energy_eV}) or forces (atom index(es) {bad[:10].tolist()}); "
-            "the structure is outside what the model can evaluate")
-
-
+            "the structure is outside what the model can evaluate"
+        )

@@ -197,7 +197,8 @@ def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
     Raises
     ------
     ValueError
-        On an unknown key (named in the message) or a value that is not a mapping.
+        On an unknown key (named in the message) or a value that is not a mapping (a config error,
+        reported like every other one).
     """
     data = {} if data is None else data
     if not isinstance(data, dict):
@@ -233,8 +234,13 @@ def _drop_unused_se3set_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``asdict`` factory: a ModelConfig of another backbone with the SE3Set keys at their defaults
     is written without them, so files for EGNN/SchNet/ET stay readable by versions that lack them."""
     out = dict(pairs)
-    if (all(k in out for k in _SE3SET_KEYS) and "backbone" in out and out["backbone"] != "se3set"
-            and out["se3set_preset"] == ModelConfig.se3set_preset and out["se3set_overrides"] is None):
+    if (
+        all(k in out for k in _SE3SET_KEYS)
+        and "backbone" in out
+        and out["backbone"] != "se3set"
+        and out["se3set_preset"] == ModelConfig.se3set_preset
+        and out["se3set_overrides"] is None
+    ):
         for key in _SE3SET_KEYS:
             del out[key]
     return out

@@ -122,16 +122,25 @@ def run_md(
         atoms.get_potential_energy()  # the structure is checked (and refused) before anything is drawn or written
     except stop_on as exc:
         log.warning("MD stopped before its first step by %s; nothing was written", type(exc).__name__)
-        return MDResult(atoms=atoms, trajectory=traj_path, log_csv=csv_path, steps=0, last_frame_step=-1,
-                        stopped_by=exc)
+        return MDResult(
+            atoms=atoms, trajectory=traj_path, log_csv=csv_path, steps=0, last_frame_step=-1, stopped_by=exc
+        )
     prefix.parent.mkdir(parents=True, exist_ok=True)
     if not atoms.get_momenta().any():
         init_velocities(atoms, temperature_K, seed)
     constraints = list(atoms.constraints)
     dyn = make_dynamics(atoms, ensemble, timestep_fs, temperature_K, friction_per_fs, seed)
-    settings = {"ensemble": ensemble, "temperature_K": temperature_K, "timestep_fs": timestep_fs, "steps": steps,
-                "friction_per_fs": friction_per_fs if ensemble == "langevin" else None, "seed": seed,
-                "interval": interval, "n_atoms": len(atoms), "formula": atoms.get_chemical_formula()}
+    settings = {
+        "ensemble": ensemble,
+        "temperature_K": temperature_K,
+        "timestep_fs": timestep_fs,
+        "steps": steps,
+        "friction_per_fs": friction_per_fs if ensemble == "langevin" else None,
+        "seed": seed,
+        "interval": interval,
+        "n_atoms": len(atoms),
+        "formula": atoms.get_chemical_formula(),
+    }
     prefix.with_suffix(".json").write_text(json.dumps(settings, indent=2))
     traj = Trajectory(str(traj_path), "w", atoms)
     bar = tqdm(total=steps, desc=f"MD {ensemble}", unit="step", disable=not progress)
@@ -145,8 +154,16 @@ def run_md(
             def record() -> None:
                 epot, ekin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
                 traj.write(atoms)
-                writer.writerow({"step": dyn.nsteps, "time_ps": dyn.nsteps * timestep_fs / 1000.0, "epot_eV": epot,
-                                 "ekin_eV": ekin, "etot_eV": epot + ekin, "temperature_K": atoms.get_temperature()})
+                writer.writerow(
+                    {
+                        "step": dyn.nsteps,
+                        "time_ps": dyn.nsteps * timestep_fs / 1000.0,
+                        "epot_eV": epot,
+                        "ekin_eV": ekin,
+                        "etot_eV": epot + ekin,
+                        "temperature_K": atoms.get_temperature(),
+                    }
+                )
                 fh.flush()
                 last_frame[0] = dyn.nsteps
                 bar.update(dyn.nsteps - bar.n)
@@ -161,12 +178,25 @@ def run_md(
         bar.close()
         atoms.set_constraint(constraints)  # remove the FixCom that Langevin added
     if stopped_by is not None:
-        log.warning("MD stopped after %d of %d steps by %s; trajectory %s and log %s hold the frames up to step %d",
-                    dyn.nsteps, steps, type(stopped_by).__name__, traj_path, csv_path, last_frame[0])
+        log.warning(
+            "MD stopped after %d of %d steps by %s; trajectory %s and log %s hold the frames up to step %d",
+            dyn.nsteps,
+            steps,
+            type(stopped_by).__name__,
+            traj_path,
+            csv_path,
+            last_frame[0],
+        )
     else:
         log.info("MD done: %d steps, trajectory %s, log %s", steps, traj_path, csv_path)
-    return MDResult(atoms=atoms, trajectory=traj_path, log_csv=csv_path, steps=dyn.nsteps,
-                    last_frame_step=last_frame[0], stopped_by=stopped_by)
+    return MDResult(
+        atoms=atoms,
+        trajectory=traj_path,
+        log_csv=csv_path,
+        steps=dyn.nsteps,
+        last_frame_step=last_frame[0],
+        stopped_by=stopped_by,
+    )
 
 
 def energy_drift_meV_per_atom_ps(time_ps: np.ndarray, etot_eV: np.ndarray, n_atoms: int) -> float:

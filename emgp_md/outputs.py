@@ -40,8 +40,10 @@ def check_outputs(paths: Iterable[Path], overwrite: bool) -> None:
         check_parent_creatable(path)
     existing = [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
-        raise ValueError(f"output file(s) {', '.join(existing)} already exist; pass --overwrite to replace them "
-                         "or choose another --out")
+        raise ValueError(
+            f"output file(s) {', '.join(existing)} already exist; pass --overwrite to replace them "
+            "or choose another --out"
+        )
 
 
 def structure_format(path: Path) -> str:
@@ -58,12 +60,18 @@ def structure_format(path: Path) -> str:
     try:
         fmt = filetype(str(path), read=False)
     except (UnknownFileTypeError, ValueError) as exc:
-        raise ValueError(f"--out {str(path)!r}: ASE knows no structure format for this file name ({exc}); "
-                         "use a suffix such as .xyz, .extxyz, .pdb, .cif or .traj") from None
+        raise ValueError(
+            f"--out {str(path)!r}: ASE knows no structure format for this file name ({exc}); "
+            "use a suffix such as .xyz, .extxyz, .pdb, .cif or .traj"
+        ) from None
     if fmt not in ioformats:
-        raise ValueError(f"--out {str(path)!r}: ASE knows no structure format {fmt!r}; use a suffix such as .xyz, "
-                         ".extxyz, .pdb, .cif or .traj")
+        raise ValueError(
+            f"--out {str(path)!r}: ASE knows no structure format {fmt!r}; use a suffix such as .xyz, "
+            ".extxyz, .pdb, .cif or .traj"
+        )
     if not (ioformats[fmt].can_write and ioformats[fmt].can_read):  # e.g. .png: a picture, not a structure
-        raise ValueError(f"--out {str(path)!r}: ASE cannot write and read back the {fmt!r} format as a structure; "
-                         "use e.g. .xyz or .traj")
+        raise ValueError(
+            f"--out {str(path)!r}: ASE cannot write and read back the {fmt!r} format as a structure; "
+            "use e.g. .xyz or .traj"
+        )
     return fmt

@@ -57,7 +57,9 @@ def calculator_fn(atoms: object) -> EnergyForceFn:
     return fn
 
 
-def assert_e3_invariance(fn: EnergyForceFn, pos: np.ndarray, seed: int = 0, n_trials: int = 3, atol: float = 1e-8) -> None:
+def assert_e3_invariance(
+    fn: EnergyForceFn, pos: np.ndarray, seed: int = 0, n_trials: int = 3, atol: float = 1e-8
+) -> None:
     """``E(XQᵀ + t) = E(X)`` and ``F(XQᵀ + t) = F(X)Qᵀ`` for random orthogonal Q (with and without reflection)."""
     rng = np.random.default_rng(seed)
     e0, f0 = fn(pos)
@@ -95,7 +97,10 @@ def assert_forces_match_fd(
 
 
 def assert_batch_equals_single(
-    model: torch.nn.Module, topologies: Sequence[Topology], positions: Sequence[np.ndarray], atol: float = 1e-10,
+    model: torch.nn.Module,
+    topologies: Sequence[Topology],
+    positions: Sequence[np.ndarray],
+    atol: float = 1e-10,
     dtype: torch.dtype = torch.float64,
 ) -> None:
     """One batched call gives the per-molecule energies and forces, and no cross-molecule gradient."""
@@ -107,8 +112,9 @@ def assert_batch_equals_single(
         e_s, f_s = energy_and_forces(model, collate([topo], [pos], dtype))
         n = topo.n_atoms
         np.testing.assert_allclose(e_b[k].item(), e_s[0].item(), atol=atol, rtol=0, err_msg=f"energy of molecule {k}")
-        np.testing.assert_allclose(f_b[offset : offset + n].numpy(), f_s.numpy(), atol=atol, rtol=0,
-                                   err_msg=f"forces of molecule {k}")
+        np.testing.assert_allclose(
+            f_b[offset : offset + n].numpy(), f_s.numpy(), atol=atol, rtol=0, err_msg=f"forces of molecule {k}"
+        )
         offset += n
     pos = batch.pos.clone().requires_grad_(True)
     e = model(batch.with_pos(pos))
@@ -117,7 +123,9 @@ def assert_batch_equals_single(
     assert torch.all(grad[n0:] == 0), "energy of molecule 0 depends on the positions of other molecules"
 
 
-def assert_energy_conserved(time_ps: np.ndarray, etot_eV: np.ndarray, n_atoms: int, bound_meV_per_atom_ps: float) -> float:
+def assert_energy_conserved(
+    time_ps: np.ndarray, etot_eV: np.ndarray, n_atoms: int, bound_meV_per_atom_ps: float
+) -> float:
     """|NVE drift| (straight-line fit, meV/atom/ps) below the bound; returns the drift."""
     from emgp_md.md import energy_drift_meV_per_atom_ps
 

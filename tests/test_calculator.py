@@ -213,17 +213,37 @@ def fake_shipped(tmp_path, monkeypatch):
     atoms = molecule("CH3CH2OH")
     topo = topo_of(atoms).to_dict()
     topo["positions_A"] = atoms.positions.tolist()
-    meta = make_metadata(ModelConfig(hidden_nf=16, n_layers=2), [1, 6, 8], "kcal/mol", topology=topo,
-                         name="ethanol-test", formula="C2H6O")
+    meta = make_metadata(
+        ModelConfig(hidden_nf=16, n_layers=2),
+        [1, 6, 8],
+        "kcal/mol",
+        topology=topo,
+        name="ethanol-test",
+        formula="C2H6O",
+    )
     folder = tmp_path / "pkg"
     save_checkpoint(folder / "ethanol-test.pt", make_small_model(seed=21), meta)
-    index = {"ethanol-test": {"file": "ethanol-test.pt", "formula": "C2H6O",
-                              "test": {"force_mae_kcal_mol_A": 0.5, "energy_mae_kcal_mol": 0.25}}}
+    index = {
+        "ethanol-test": {
+            "file": "ethanol-test.pt",
+            "formula": "C2H6O",
+            "test": {"force_mae_kcal_mol_A": 0.5, "energy_mae_kcal_mol": 0.25},
+        }
+    }
     # a second molecule of the same elements: acetic acid, C2H4O2
     acid = molecule("CH3COOH")
-    save_checkpoint(folder / "acid-test.pt", make_small_model(seed=22),
-                    make_metadata(ModelConfig(hidden_nf=16, n_layers=2), [1, 6, 8], "kcal/mol", topology=None,
-                                  name="acid-test", formula=acid.get_chemical_formula(mode="hill")))
+    save_checkpoint(
+        folder / "acid-test.pt",
+        make_small_model(seed=22),
+        make_metadata(
+            ModelConfig(hidden_nf=16, n_layers=2),
+            [1, 6, 8],
+            "kcal/mol",
+            topology=None,
+            name="acid-test",
+            formula=acid.get_chemical_formula(mode="hill"),
+        ),
+    )
     index["acid-test"] = {"file": "acid-test.pt", "formula": acid.get_chemical_formula(mode="hill")}
     for entry in index.values():  # the hash every shipped file is checked against
         entry["sha256"] = pretrained.file_sha256(folder / entry["file"])

@@ -22,8 +22,17 @@ from emgp_md.training.losses import energy_force_loss
 
 
 def _cfg(data, **kw) -> FinetuneConfig:
-    base = dict(data=str(data), test_data=str(data), n_train=16, n_val=4, model=ModelConfig(hidden_nf=8, n_layers=1),
-                epochs=2, batch_size=8, lr=1e-3, seed=7)
+    base = {
+        "data": str(data),
+        "test_data": str(data),
+        "n_train": 16,
+        "n_val": 4,
+        "model": ModelConfig(hidden_nf=8, n_layers=1),
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "seed": 7,
+    }
     base.update(kw)
     return FinetuneConfig(**base)
 
@@ -172,7 +181,9 @@ def test_transfer_from_pretraining_model_drops_its_heads(tmp_path, tiny_rmd17):
 def test_finetune_from_pretrained_runs(tmp_path, tiny_rmd17):
     pre = make_small_model(seed=5, hidden_nf=8, n_layers=1, head="pooled")
     ckpt = tmp_path / "pre.pt"
-    save_checkpoint(ckpt, pre, make_metadata(ModelConfig(hidden_nf=8, n_layers=1, head="pooled"), [1, 6, 8], "arbitrary"))
+    save_checkpoint(
+        ckpt, pre, make_metadata(ModelConfig(hidden_nf=8, n_layers=1, head="pooled"), [1, 6, 8], "arbitrary")
+    )
     result = finetune(_cfg(tiny_rmd17, pretrained=str(ckpt), epochs=1, test_data=None), tmp_path / "run")
     assert result["finished"] and "test" not in result
     _, meta = load_checkpoint(tmp_path / "run" / "model.pt")
@@ -190,7 +201,7 @@ def test_paper_init_and_bad_options(tiny_rmd17):
 
 def test_evaluate_matches_manual_mae(finished_run, tiny_rmd17):
     out, _ = finished_run
-    model, meta = load_checkpoint(out / "model.pt")
+    model, _meta = load_checkpoint(out / "model.pt")
     frames = load_frames(tiny_rmd17)
     topo = topology_from_positions(frames.z, frames.coords[0])
     m = evaluate(model, topo, frames, batch_size=5, dtype=torch.float64)
@@ -213,7 +224,7 @@ def test_evaluate_cli_prints_maes(finished_run, tiny_rmd17, capsys):
     text = capsys.readouterr().out
     assert "energy MAE" in text and "force  MAE" in text and "kcal/mol" in text and "meV" in text
     m = json.loads(text.strip().splitlines()[-1])
-    model, meta = load_checkpoint(out / "model.pt")
+    model, _meta = load_checkpoint(out / "model.pt")
     frames = load_frames(tiny_rmd17)
     ref = evaluate(model, topology_from_positions(frames.z, frames.coords[0]), frames, dtype=torch.float64)
     assert m["force_mae_kcal_mol_A"] == pytest.approx(ref["force_mae_kcal_mol_A"], rel=1e-9)
@@ -237,13 +248,17 @@ def test_loss_global_counts_add_up_over_shards(kind):
     """Shards of a batch, each divided by the global counts, sum to the single-process loss."""
     gen = torch.Generator().manual_seed(0)
     pe, te = torch.randn(6, generator=gen, dtype=torch.float64), torch.randn(6, generator=gen, dtype=torch.float64)
-    pf, tf = torch.randn(18, 3, generator=gen, dtype=torch.float64), torch.randn(18, 3, generator=gen, dtype=torch.float64)
+    pf, tf = (
+        torch.randn(18, 3, generator=gen, dtype=torch.float64),
+        torch.randn(18, 3, generator=gen, dtype=torch.float64),
+    )
     full = energy_force_loss(pe, pf, te, tf, 1.5, 0.2, 0.8, kind)
     counts = (6, 18 * 3)
     torch.testing.assert_close(energy_force_loss(pe, pf, te, tf, 1.5, 0.2, 0.8, kind, global_counts=counts), full)
     shards = [(slice(0, 4), slice(0, 12)), (slice(4, 6), slice(12, 18))]  # 3 atoms per molecule
-    parts = sum(energy_force_loss(pe[a], pf[b], te[a], tf[b], 1.5, 0.2, 0.8, kind, global_counts=counts)
-                for a, b in shards)
+    parts = sum(
+        energy_force_loss(pe[a], pf[b], te[a], tf[b], 1.5, 0.2, 0.8, kind, global_counts=counts) for a, b in shards
+    )
     torch.testing.assert_close(parts, full, rtol=1e-12, atol=1e-12)
 
 
@@ -254,8 +269,13 @@ def test_normalisation_scale_options() -> None:
     from emgp_md.training.finetune import normalisation_scale
 
     rng = np.random.default_rng(0)
-    frames = Frames(z=np.array([1, 8]), coords=rng.normal(size=(5, 2, 3)), energies=rng.normal(size=5) * 3.0,
-                    forces=rng.normal(size=(5, 2, 3)) * 7.0, source="synthetic")
+    frames = Frames(
+        z=np.array([1, 8]),
+        coords=rng.normal(size=(5, 2, 3)),
+        energies=rng.normal(size=5) * 3.0,
+        forces=rng.normal(size=(5, 2, 3)) * 7.0,
+        source="synthetic",
+    )
     assert normalisation_scale(frames, "energy_std") == pytest.approx(frames.energies.std())
     assert normalisation_scale(frames, "force_rms") == pytest.approx(np.sqrt(np.mean(frames.forces**2)))
     with pytest.raises(ValueError, match="force_rms"):

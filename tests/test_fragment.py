@@ -255,8 +255,11 @@ def test_options_validated():
 
 # --------------------------------------------------------------------------- batching
 def test_collate_offsets(aspirin):
-    graphs = [build_hypergraph(aspirin), build_hypergraph(molecule("CH3CH2OH"), PRESETS["md22"]),
-              build_hypergraph(aspirin, PRESETS["md22"])]
+    graphs = [
+        build_hypergraph(aspirin),
+        build_hypergraph(molecule("CH3CH2OH"), PRESETS["md22"]),
+        build_hypergraph(aspirin, PRESETS["md22"]),
+    ]
     pos = [aspirin.positions, molecule("CH3CH2OH").positions, aspirin.positions]
     batch = collate_hypergraphs(graphs, pos, dtype=torch.float64)
     atom_off = np.cumsum([0] + [g.n_atoms for g in graphs])
@@ -274,10 +277,10 @@ def test_collate_offsets(aspirin):
         np.testing.assert_array_equal(batch.e2v_index[1, sl].numpy(), g.e2v_index[1] + atom_off[b])
         np.testing.assert_array_equal(batch.anchored_fragment[sl].numpy(), g.anchored_fragment + frag_off[b])
         assert (batch.anchored_batch[sl] == b).all()
-        block = batch.v2e_index[:, inc:inc + g.n_incidences].numpy()
+        block = batch.v2e_index[:, inc : inc + g.n_incidences].numpy()
         np.testing.assert_array_equal(block[0], g.v2e_index[0] + atom_off[b])
         np.testing.assert_array_equal(block[1], g.v2e_index[1] + eps_off[b])
-        assert (batch.batch[atom_off[b]:atom_off[b + 1]] == b).all()
+        assert (batch.batch[atom_off[b] : atom_off[b + 1]] == b).all()
         inc += g.n_incidences
     with pytest.raises(ValueError, match="empty"):
         collate_hypergraphs([])

@@ -14,7 +14,6 @@ import torch
 from emgp_md.config import FinetuneConfig, ModelConfig
 from emgp_md.data.packed import load_packed, pack_molecule, pack_path, split_file, write_pack
 from emgp_md.data.rmd17 import load_frames
-from emgp_md.training.finetune import resolve_device
 from emgp_md.reproduce.gpu_session import (
     GridSpec,
     SessionConfig,
@@ -32,6 +31,7 @@ from emgp_md.reproduce.session_report import (
     write_data_efficiency_report,
     write_paper_regime_report,
 )
+from emgp_md.training.finetune import resolve_device
 from emgp_md.training.stepwise import StepBudget, cosine_lr, train_steps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,8 +47,14 @@ def _fake_splits(root: Path, n_total: int = 60, per_file: int = 20, seed: int = 
     for k in range(1, 6):
         for kind in ("train", "test"):
             idx = rng.choice(n_total, size=per_file, replace=False)
-            np.savez(split_file(root, "toy", kind, k), nuclear_charges=np.array([8, 1, 1]), coords=coords[idx],
-                     energies=energies[idx], forces=forces[idx], old_indices=idx)
+            np.savez(
+                split_file(root, "toy", kind, k),
+                nuclear_charges=np.array([8, 1, 1]),
+                coords=coords[idx],
+                energies=energies[idx],
+                forces=forces[idx],
+                old_indices=idx,
+            )
     return dict(enumerate(energies))
 
 
@@ -130,8 +136,9 @@ def test_session_config_strict_and_checked(tmp_path):
 
 
 def test_grid_cells_seed_major_same_steps_both_inits():
-    cfg = SessionConfig(grid=GridSpec(molecules=["ethanol", "uracil"], n_train=[25, 50], seeds=[0, 1],
-                                      steps={25: 100, 50: 200}))
+    cfg = SessionConfig(
+        grid=GridSpec(molecules=["ethanol", "uracil"], n_train=[25, 50], seeds=[0, 1], steps={25: 100, 50: 200})
+    )
     cells = grid_cells(cfg, 0.5)
     assert [c[0].seed for c in cells] == [0] * 4 + [1] * 4
     assert all(len({j.max_steps for j in c}) == 1 and [j.init for j in c] == ["pretrained", "scratch"] for c in cells)
@@ -163,8 +170,15 @@ def test_device_option(tiny_rmd17):
 
 
 def _tiny_cfg() -> FinetuneConfig:
-    return FinetuneConfig(model=ModelConfig(hidden_nf=8, n_layers=1), batch_size=4, lr=1e-3, scheduler="cosine",
-                          loss="mse_then_l1", normalisation="force_rms", device="cpu")
+    return FinetuneConfig(
+        model=ModelConfig(hidden_nf=8, n_layers=1),
+        batch_size=4,
+        lr=1e-3,
+        scheduler="cosine",
+        loss="mse_then_l1",
+        normalisation="force_rms",
+        device="cpu",
+    )
 
 
 def test_train_steps_budget_cut_and_resume(tmp_path, tiny_rmd17):
@@ -173,8 +187,14 @@ def test_train_steps_budget_cut_and_resume(tmp_path, tiny_rmd17):
     done = train_steps(_tiny_cfg(), train, val, val, tmp_path / "a", StepBudget(max_steps=6, val_every=3))
     assert done["finished"] and done["steps"] == 6 and np.isfinite(done["test"]["force_mae_kcal_mol_A"])
     assert (tmp_path / "a" / "model.pt").exists() and len((tmp_path / "a" / "log.csv").read_text().splitlines()) == 3
-    cut = train_steps(_tiny_cfg(), train, val, None, tmp_path / "b",
-                      StepBudget(max_steps=10_000, val_every=3, deadline_unix=time.time() - 1, save_model=False))
+    cut = train_steps(
+        _tiny_cfg(),
+        train,
+        val,
+        None,
+        tmp_path / "b",
+        StepBudget(max_steps=10_000, val_every=3, deadline_unix=time.time() - 1, save_model=False),
+    )
     assert not cut["finished"] and cut["cut_by_deadline"] and cut["steps"] == 0 and cut["val"] is not None
     resumed = train_steps(_tiny_cfg(), train, val, None, tmp_path / "b", StepBudget(max_steps=4, val_every=2))
     assert resumed["finished"] and resumed["steps"] == 4
@@ -194,8 +214,20 @@ def test_cosine_lr_and_progress():
 # --------------------------------------------------------------------------- reports
 def _fake_metrics(force: float, finished: bool = True, **extra) -> dict:
     test = {"force_mae_kcal_mol_A": force, "energy_mae_kcal_mol": force / 2, "force_mae_meV_A": force * 43.364}
-    return {"finished": finished, "steps": 100, "max_steps": 100, "batch_size": 32, "train_wall_s": 10.0,
-            "device": "cuda (fake)", "test": test, "val": test, "n_train": 25, "n_val": 50, "epochs": 3.0, **extra}
+    return {
+        "finished": finished,
+        "steps": 100,
+        "max_steps": 100,
+        "batch_size": 32,
+        "train_wall_s": 10.0,
+        "device": "cuda (fake)",
+        "test": test,
+        "val": test,
+        "n_train": 25,
+        "n_val": 50,
+        "epochs": 3.0,
+        **extra,
+    }
 
 
 def _fake_session(root: Path) -> None:
@@ -205,12 +237,15 @@ def _fake_session(root: Path) -> None:
                 for init, f in (("pretrained", 1.0 / n), ("scratch", 2.0 / n)):
                     run = root / "grid" / mol / f"N{n}" / init / f"seed{seed}"
                     run.mkdir(parents=True)
-                    (run / "metrics.json").write_text(json.dumps(_fake_metrics(f * (1 + 0.1 * seed), seed != 2 or n != 100)))
+                    (run / "metrics.json").write_text(
+                        json.dumps(_fake_metrics(f * (1 + 0.1 * seed), seed != 2 or n != 100))
+                    )
     run = root / "paper_regime" / "aspirin"
     run.mkdir(parents=True)
     (run / "metrics.json").write_text(json.dumps(_fake_metrics(0.35, n_train=8133, n_val=500)))
-    (root / "go_0.json").write_text(json.dumps({"mps": True, "step_scale": 1.0, "bench": [{}] * 15,
-                                                "median_step_s": 0.03}))
+    (root / "go_0.json").write_text(
+        json.dumps({"mps": True, "step_scale": 1.0, "bench": [{}] * 15, "median_step_s": 0.03})
+    )
 
 
 def test_reports_from_fake_run_folders(tmp_path):
@@ -222,10 +257,19 @@ def test_reports_from_fake_run_folders(tmp_path):
     assert all(p.exists() for p in paths)
     text = paths[0].read_text()
     assert "| ethanol | 25 |" in text and "2.00×" in text and "2 cut" in text and "N=25: 100" in text
-    md = write_paper_regime_report(root, tmp_path / "docs", {"aspirin": {"test": {"force_mae_kcal_mol_A": 0.8}}},
-                                   [{"molecule": "aspirin", "new_val_force": 0.3, "old_val_force": 0.7, "shipped": True}])
+    md = write_paper_regime_report(
+        root,
+        tmp_path / "docs",
+        {"aspirin": {"test": {"force_mae_kcal_mol_A": 0.8}}},
+        [{"molecule": "aspirin", "new_val_force": 0.3, "old_val_force": 0.7, "shipped": True}],
+    )
     body = md.read_text()
-    assert "**0.350**" in body and "6.6 / 8.2 meV/Å" in body and "≤ 0.40" in body and "| aspirin | 0.3000 | 0.7000 | yes |" in body
+    assert (
+        "**0.350**" in body
+        and "6.6 / 8.2 meV/Å" in body
+        and "≤ 0.40" in body
+        and "| aspirin | 0.3000 | 0.7000 | yes |" in body
+    )
 
 
 def test_pack_results_limits(tmp_path):
@@ -270,8 +314,10 @@ def test_plateau_runs_are_marked_and_their_gains_bracketed():
     from emgp_md.reproduce.session_report import data_efficiency_table, on_plateau
 
     cell = {"n": 3, "n_cut": 0, "steps": [100], "energy_mean": 1.0, "energy_std": 0.1}
-    stats = {("ethanol", 25, "pretrained"): {**cell, "force_mean": 2.0, "force_std": 0.1},
-             ("ethanol", 25, "scratch"): {**cell, "force_mean": 20.1, "force_std": 0.0}}
+    stats = {
+        ("ethanol", 25, "pretrained"): {**cell, "force_mean": 2.0, "force_std": 0.1},
+        ("ethanol", 25, "scratch"): {**cell, "force_mean": 20.1, "force_std": 0.0},
+    }
     assert on_plateau(20.1, 20.2) and not on_plateau(2.0, 20.2) and not on_plateau(20.1, None)
     table = data_efficiency_table(stats, {"ethanol": 20.2})
     assert "20.100 ± 0.000 (plateau)" in table and "(10.05×)" in table

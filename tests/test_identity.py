@@ -28,8 +28,13 @@ from emgp_md.units import energy_unit_to_eV
 
 MODELS = sorted(available_models())
 SMILES = {
-    "aspirin": "CC(=O)Oc1ccccc1C(=O)O", "benzene": "c1ccccc1", "ethanol": "CCO", "malonaldehyde": "O=CCC=O",
-    "naphthalene": "c1ccc2ccccc2c1", "salicylic": "O=C(O)c1ccccc1O", "toluene": "Cc1ccccc1",
+    "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
+    "benzene": "c1ccccc1",
+    "ethanol": "CCO",
+    "malonaldehyde": "O=CCC=O",
+    "naphthalene": "c1ccc2ccccc2c1",
+    "salicylic": "O=C(O)c1ccccc1O",
+    "toluene": "Cc1ccccc1",
     "uracil": "O=c1cc[nH]c(=O)[nH]1",
 }
 E_TOL_EV = 1e-8

@@ -26,8 +26,17 @@ def _rows(path):
 
 def test_langevin_writes_traj_and_csv(small_checkpoint, ethanol, tmp_path):
     ethanol.calc = EMGPCalculator(model=small_checkpoint)
-    res = run_md(ethanol, tmp_path / "out" / "eth", ensemble="langevin", temperature_K=300.0, timestep_fs=0.5,
-                 steps=6, interval=2, seed=1, progress=False)
+    res = run_md(
+        ethanol,
+        tmp_path / "out" / "eth",
+        ensemble="langevin",
+        temperature_K=300.0,
+        timestep_fs=0.5,
+        steps=6,
+        interval=2,
+        seed=1,
+        progress=False,
+    )
     assert res.steps == 6
     assert res.trajectory == tmp_path / "out" / "eth.traj" and res.trajectory.is_file()
     assert res.log_csv == tmp_path / "out" / "eth.csv" and res.log_csv.is_file()
@@ -69,8 +78,17 @@ def test_run_md_errors(small_checkpoint, ethanol, tmp_path):
 def test_nve_small_model_conserves_energy(small_checkpoint, ethanol, tmp_path):
     # a random model does not hold the molecule together: bonds break, which is not this test's subject
     ethanol.calc = EMGPCalculator(model=small_checkpoint, dtype="float64", on_bond_change="warn")
-    res = run_md(ethanol, tmp_path / "nve", ensemble="nve", temperature_K=300.0, timestep_fs=0.5, steps=100,
-                 interval=2, seed=0, progress=False)
+    res = run_md(
+        ethanol,
+        tmp_path / "nve",
+        ensemble="nve",
+        temperature_K=300.0,
+        timestep_fs=0.5,
+        steps=100,
+        interval=2,
+        seed=0,
+        progress=False,
+    )
     cols = read_csv(res.log_csv)
     assert_energy_conserved(np.array(cols["time_ps"]), np.array(cols["etot_eV"]), len(ethanol), 1.0)
     # velocity Verlet with exact forces: total-energy noise far below the potential-energy swing
@@ -154,8 +172,17 @@ def test_nve_drift_shipped_ethanol(tmp_path):
 
     atoms = reference_atoms("ethanol")
     atoms.calc = EMGPCalculator("ethanol", dtype="float64")
-    res = run_md(atoms, tmp_path / "nve", ensemble="nve", temperature_K=300.0, timestep_fs=0.5, steps=200,
-                 interval=2, seed=0, progress=False)
+    res = run_md(
+        atoms,
+        tmp_path / "nve",
+        ensemble="nve",
+        temperature_K=300.0,
+        timestep_fs=0.5,
+        steps=200,
+        interval=2,
+        seed=0,
+        progress=False,
+    )
     cols = read_csv(res.log_csv)
     assert len(cols["step"]) == 101
     drift = assert_energy_conserved(np.array(cols["time_ps"]), np.array(cols["etot_eV"]), len(atoms), 1.0)
@@ -172,8 +199,17 @@ def test_nve_drift_shipped_aspirin_long(tmp_path):
 
     atoms = reference_atoms("aspirin")
     atoms.calc = EMGPCalculator("aspirin", dtype="float64")
-    res = run_md(atoms, tmp_path / "nve", ensemble="nve", temperature_K=300.0, timestep_fs=0.5, steps=2000,
-                 interval=10, seed=0, progress=False)
+    res = run_md(
+        atoms,
+        tmp_path / "nve",
+        ensemble="nve",
+        temperature_K=300.0,
+        timestep_fs=0.5,
+        steps=2000,
+        interval=10,
+        seed=0,
+        progress=False,
+    )
     cols = read_csv(res.log_csv)
     assert len(cols["step"]) == 201
     assert_energy_conserved(np.array(cols["time_ps"]), np.array(cols["etot_eV"]), len(atoms), 1.0)

@@ -16,8 +16,13 @@ from emgp_md.pretrain import trainer
 
 
 def _cfg(**kw) -> PretrainConfig:
-    base = {"model": ModelConfig(hidden_nf=8, n_layers=1, head="pooled", noise_levels=50), "epochs": 2,
-            "batch_size": 4, "checkpoint_every_steps": 1, "threads": 1}
+    base = {
+        "model": ModelConfig(hidden_nf=8, n_layers=1, head="pooled", noise_levels=50),
+        "epochs": 2,
+        "batch_size": 4,
+        "checkpoint_every_steps": 1,
+        "threads": 1,
+    }
     base.update(kw)
     return PretrainConfig(**base)
 
@@ -35,10 +40,11 @@ def test_outputs_and_log(tmp_path: Path, data) -> None:
     rows = list(csv.DictReader((tmp_path / "log.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert all(float(r["conformers_per_s"]) > 0 and float(r["val_loss"]) > 0 for r in rows)
-    model, meta = load_checkpoint(tmp_path / "best.pt")
+    _model, meta = load_checkpoint(tmp_path / "best.pt")
     assert meta["units"]["energy"] == "arbitrary" and len(meta["sigmas_A"]) == 50
     assert result["skipped_steps"] == 0 and result["best_val_loss"] == pytest.approx(
-        min(float(r["val_loss"]) for r in rows))
+        min(float(r["val_loss"]) for r in rows)
+    )
 
 
 def test_kill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, data, monkeypatch) -> None:

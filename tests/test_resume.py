@@ -24,6 +24,7 @@ def _epochs(path: Path) -> list[int]:
 
 def _die_on_save(monkeypatch, module, when):
     """Make ``module.atomic_save`` raise KeyboardInterrupt (a kill) for the first object ``when`` accepts."""
+
     def dying(obj, path):
         if when(obj):
             raise KeyboardInterrupt("simulated kill")
@@ -48,8 +49,17 @@ def test_drop_epochs_from(tmp_path):
 
 # --------------------------------------------------------------------------- fine-tuning
 def _ft_cfg(data, **kw) -> FinetuneConfig:
-    base = {"data": str(data), "test_data": None, "n_train": 16, "n_val": 4,
-            "model": ModelConfig(hidden_nf=8, n_layers=1), "epochs": 2, "batch_size": 8, "lr": 1e-3, "seed": 7}
+    base = {
+        "data": str(data),
+        "test_data": None,
+        "n_train": 16,
+        "n_val": 4,
+        "model": ModelConfig(hidden_nf=8, n_layers=1),
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "seed": 7,
+    }
     base.update(kw)
     return FinetuneConfig(**base)
 
@@ -88,8 +98,13 @@ def test_finetune_config_json_written_atomically(tmp_path, tiny_rmd17, monkeypat
 
 # --------------------------------------------------------------------------- pretraining
 def _pt_cfg(**kw) -> PretrainConfig:
-    base = {"model": ModelConfig(hidden_nf=8, n_layers=1, head="pooled", noise_levels=50), "epochs": 2,
-            "batch_size": 4, "checkpoint_every_steps": 1, "threads": 1}
+    base = {
+        "model": ModelConfig(hidden_nf=8, n_layers=1, head="pooled", noise_levels=50),
+        "epochs": 2,
+        "batch_size": 4,
+        "checkpoint_every_steps": 1,
+        "threads": 1,
+    }
     base.update(kw)
     return PretrainConfig(**base)
 

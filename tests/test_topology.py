@@ -63,7 +63,7 @@ def _ethanol_roles(atoms):
     h_o = next(j for j in nbrs[o] if z[j] == 1)
     h_co = [j for j in nbrs[c_o] if z[j] == 1]
     h_m = [j for j in nbrs[c_m] if z[j] == 1]
-    return bonds, dict(o=o, c_o=c_o, c_m=c_m, h_o=h_o, h_co=h_co, h_m=h_m)
+    return bonds, {"o": o, "c_o": c_o, "c_m": c_m, "h_o": h_o, "h_co": h_co, "h_m": h_m}
 
 
 def test_hop_types_ethanol(ethanol):

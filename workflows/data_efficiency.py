@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+log = logging.getLogger("data_efficiency")
 
 
 def zero_force_baseline(data_dir: Path) -> dict[str, float]:
@@ -31,21 +32,23 @@ def zero_force_baseline(data_dir: Path) -> dict[str, float]:
         pack = load_packed(path)
         out[path.name.split("_")[1]] = float(np.abs(pack.test01().forces).mean())
     if not out:
-        logging.warning("no packed frames in %s: plateau runs are not marked", data_dir)
+        log.warning("no packed frames in %s: plateau runs are not marked", data_dir)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     from gpu_session import report_parser, session_root
 
-    parser = report_parser(__doc__, "packed frames (workflows/pack_gpu_data.py): the zero-force baseline that marks plateau runs")
+    parser = report_parser(
+        __doc__, "packed frames (workflows/pack_gpu_data.py): the zero-force baseline that marks plateau runs"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = session_root(parser, args, {"paper_regime": {"molecules": []}, "paper_recipe": {"molecules": []}})
     from emgp_md.reproduce.session_report import write_data_efficiency_report
 
     for path in write_data_efficiency_report(root, args.report_dir, zero_force_baseline(args.data_dir)):
-        logging.info("wrote %s", path)
+        log.info("wrote %s", path)
     return 0
 
 

@@ -51,8 +51,10 @@ def check_jobs(cfg: CampaignConfig) -> list[str]:
             raise ValueError(f"{job.name}/{job.molecule or ''}: {exc}") from exc
         extra = f", budget {conf.cpu_budget_s:g} CPU-s" if conf.cpu_budget_s is not None else ""
         extra += f" from {conf.pretrained}" if getattr(conf, "pretrained", None) else ""
-        lines.append(f"{job.command} {job.name}{'/' + job.molecule if job.molecule else ''}: "
-                     f"{conf.model.backbone}, {n} parameters, {conf.epochs} epoch(s){extra}")
+        lines.append(
+            f"{job.command} {job.name}{'/' + job.molecule if job.molecule else ''}: "
+            f"{conf.model.backbone}, {n} parameters, {conf.epochs} epoch(s){extra}"
+        )
     return lines
 
 

@@ -84,7 +84,9 @@ def worker_main(cfg_path: str, worker: str, session_file: Path) -> int:
     try:
         bench = bench_step_time(cfg, cfg.bench_molecule, cfg.bench_batch, cfg.bench_steps)
     except Exception as exc:
-        bench_path.write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}))
+        bench_path.write_text(
+            json.dumps({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+        )
         raise
     bench_path.write_text(json.dumps(bench))
     go_path = out / f"go_{session['attempt']}.json"
@@ -111,14 +113,21 @@ def _checks(cfg: Any) -> list[str]:
     problems = []
     try:
         import torch
-    except Exception as exc:  # pragma: no cover - depends on the machine
+    except (ImportError, OSError) as exc:  # pragma: no cover - depends on the machine
         return [f"torch does not import: {exc}"]
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         problems.append(f"config asks for {cfg.device} but torch {torch.__version__} sees no CUDA device")
-    mols = set(cfg.grid.molecules) | set(cfg.paper_regime.molecules) | set(cfg.paper_recipe.molecules) | {cfg.bench_molecule}
+    mols = (
+        set(cfg.grid.molecules)
+        | set(cfg.paper_regime.molecules)
+        | set(cfg.paper_recipe.molecules)
+        | {cfg.bench_molecule}
+    )
     for mol in sorted(mols):
         if not pack_path(cfg.data_dir, mol).is_file():
-            problems.append(f"missing {pack_path(cfg.data_dir, mol)}: run workflows/pack_gpu_data.py first and carry it")
+            problems.append(
+                f"missing {pack_path(cfg.data_dir, mol)}: run workflows/pack_gpu_data.py first and carry it"
+            )
     if not Path(cfg.pretrained_path).is_file():
         problems.append(f"missing the authors' checkpoint {cfg.pretrained_path}")
     return problems
@@ -139,9 +148,10 @@ class Mps:
         for d in self.env.values():
             Path(d).mkdir(parents=True, exist_ok=True)
         try:
-            rc = subprocess.run([exe, "-d"], env={**os.environ, **self.env}, timeout=10,
-                                capture_output=True).returncode
-        except Exception as exc:
+            rc = subprocess.run(
+                [exe, "-d"], check=False, env={**os.environ, **self.env}, timeout=10, capture_output=True
+            ).returncode
+        except (OSError, subprocess.SubprocessError) as exc:
             log.info("MPS: could not start (%s)", exc)
             return False
         self.on = rc == 0
@@ -152,8 +162,10 @@ class Mps:
         if not self.on:
             return
         try:
-            subprocess.run(["nvidia-cuda-mps-control"], input=b"quit\n", env={**os.environ, **self.env}, timeout=10)
-        except Exception as exc:
+            subprocess.run(
+                ["nvidia-cuda-mps-control"], check=False, input=b"quit\n", env={**os.environ, **self.env}, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
             log.warning("MPS: quit failed (%s)", exc)
         self.on = False
 
@@ -162,9 +174,14 @@ def _spawn(cfg_path: str, workers: list[str], session_file: Path, logs: Path, en
     logs.mkdir(parents=True, exist_ok=True)
     procs = {}
     for w in workers:
-        fh = open(logs / f"worker_{w.replace(':', '_')}.log", "a")
-        procs[w] = subprocess.Popen([sys.executable, __file__, cfg_path, "--worker", w, "--session-file",
-                                     str(session_file)], stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+        with open(logs / f"worker_{w.replace(':', '_')}.log", "a") as fh:  # the child keeps its own copy
+            procs[w] = subprocess.Popen(
+                [sys.executable, __file__, cfg_path, "--worker", w, "--session-file", str(session_file)],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(REPO),
+            )
     return procs
 
 
@@ -187,8 +204,11 @@ def _wait_for_bench(procs: dict[str, Any], bench_dir: Path, timeout_s: float) ->
     t_end = time.time() + timeout_s
     while time.time() < t_end:
         names = {w: bench_dir / f"{w.replace(':', '_')}.json" for w in procs}
-        failed = [w for w, p in procs.items() if p.poll() not in (None, 0) or
-                  (names[w].exists() and "error" in json.loads(names[w].read_text() or "{}"))]
+        failed = [
+            w
+            for w, p in procs.items()
+            if p.poll() not in (None, 0) or (names[w].exists() and "error" in json.loads(names[w].read_text() or "{}"))
+        ]
         if failed:
             return [], failed
         if all(n.exists() for n in names.values()):
@@ -231,11 +251,21 @@ def run_session(cfg_path: str, overrides: dict[str, Any], out_dir: Path | None) 
     bench_dir.mkdir(parents=True)
     workers = [f"long:{k}" for k in range(len(long_jobs(cfg)))]
     workers += [f"grid:{k}" for k in range(cfg.grid.workers if cfg.grid.molecules else 0)]
-    session = {"start": t0, "train_deadline": t0 + cfg.train_s, "hard_deadline": t0 + cfg.hard_stop_s,
-               "overrides": overrides, "attempt": 0, "config": cfg_path}
+    session = {
+        "start": t0,
+        "train_deadline": t0 + cfg.train_s,
+        "hard_deadline": t0 + cfg.hard_stop_s,
+        "overrides": overrides,
+        "attempt": 0,
+        "config": cfg_path,
+    }
     session_file = out / "session.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-           "OMP_NUM_THREADS": str(cfg.threads), "MKL_NUM_THREADS": str(cfg.threads)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "OMP_NUM_THREADS": str(cfg.threads),
+        "MKL_NUM_THREADS": str(cfg.threads),
+    }
     mps = Mps(Path("/tmp") / f"emgp_mps_{os.getpid()}")
     use_mps = cfg.mps and cfg.device.startswith("cuda") and mps.start()
     benches: list[dict] = []
@@ -254,7 +284,9 @@ def run_session(cfg_path: str, overrides: dict[str, Any], out_dir: Path | None) 
             shutil.rmtree(bench_dir, ignore_errors=True)
             bench_dir.mkdir(parents=True)
             if with_mps:
-                log.warning("smoke test failed under MPS (%s); stopping MPS and trying without:\n%s", failed, err[-1500:])
+                log.warning(
+                    "smoke test failed under MPS (%s); stopping MPS and trying without:\n%s", failed, err[-1500:]
+                )
                 mps.stop()
                 continue
             msg = f"SMOKE TEST FAILED (workers {failed}); session stopped. Error:\n{err}"
@@ -263,15 +295,26 @@ def run_session(cfg_path: str, overrides: dict[str, Any], out_dir: Path | None) 
             return 3
         step_s = sorted(b["step_s"] for b in benches)[len(benches) // 2]
         train_left = session["train_deadline"] - time.time()
-        scale = (auto_step_scale(cfg, step_s, train_left) if cfg.grid_step_scale == "auto"
-                 else float(cfg.grid_step_scale))
+        scale = (
+            auto_step_scale(cfg, step_s, train_left) if cfg.grid_step_scale == "auto" else float(cfg.grid_step_scale)
+        )
         steps = {j.n_train: j.max_steps for cell in grid_cells(cfg, scale) for j in cell}
-        go = {"step_scale": scale, "median_step_s": step_s, "mps": session["mps"], "grid_steps": steps,
-              "bench": benches, "smoke_done_s": time.time() - t0, "train_left_s": train_left}
+        go = {
+            "step_scale": scale,
+            "median_step_s": step_s,
+            "mps": session["mps"],
+            "grid_steps": steps,
+            "bench": benches,
+            "smoke_done_s": time.time() - t0,
+            "train_left_s": train_left,
+        }
         (out / f"go_{session['attempt']}.json").write_text(json.dumps(go, indent=2))
-        print(f"smoke test passed on {benches[0]['device']} in {time.time() - t0:.0f} s; MPS {session['mps']}; "
-              f"median step {1000 * step_s:.1f} ms with {len(workers)} workers; grid step scale {scale:.2f} "
-              f"-> steps per N {steps}; training for {train_left:.0f} s", flush=True)
+        print(
+            f"smoke test passed on {benches[0]['device']} in {time.time() - t0:.0f} s; MPS {session['mps']}; "
+            f"median step {1000 * step_s:.1f} ms with {len(workers)} workers; grid step scale {scale:.2f} "
+            f"-> steps per N {steps}; training for {train_left:.0f} s",
+            flush=True,
+        )
         _monitor(procs, out, session["hard_deadline"])
     finally:
         _end(procs)
@@ -313,11 +356,13 @@ def summary_text(out: Path, elapsed_s: float) -> str:
             if r.get("finished") and t:
                 grid.setdefault((mol, int(n[1:]), init), []).append(t["force_mae_kcal_mol_A"])
             continue
-        lines.append(f"{rel}: {'finished' if r.get('finished') else 'CUT'} {r.get('steps')} steps "
-                     f"({r.get('epochs', 0):.1f} epochs, {r.get('train_wall_s', 0):.0f} s); val F "
-                     f"{(r.get('val') or {}).get('force_mae_kcal_mol_A', float('nan')):.4f}; test_01 E "
-                     f"{t.get('energy_mae_kcal_mol', float('nan')):.4f} kcal/mol, F {t.get('force_mae_kcal_mol_A', float('nan')):.4f} "
-                     f"kcal/mol/Å ({t.get('force_mae_meV_A', float('nan')):.1f} meV/Å)")
+        lines.append(
+            f"{rel}: {'finished' if r.get('finished') else 'CUT'} {r.get('steps')} steps "
+            f"({r.get('epochs', 0):.1f} epochs, {r.get('train_wall_s', 0):.0f} s); val F "
+            f"{(r.get('val') or {}).get('force_mae_kcal_mol_A', float('nan')):.4f}; test_01 E "
+            f"{t.get('energy_mae_kcal_mol', float('nan')):.4f} kcal/mol, F {t.get('force_mae_kcal_mol_A', float('nan')):.4f} "
+            f"kcal/mol/Å ({t.get('force_mae_meV_A', float('nan')):.1f} meV/Å)"
+        )
     if grid:
         lines.append(f"grid: test_01 force MAE kcal/mol/Å, mean over finished seeds (n); {n_cut} runs cut")
         for (mol, n, init), vals in sorted(grid.items()):
@@ -353,8 +398,12 @@ def pack_results(out: Path, out_dir: Path) -> list[Path]:
         written.append(arc)
     for path in written:
         if path.stat().st_size > MAX_ARCHIVE:
-            log.warning("%s is %.1f MiB, over the %.0f MiB per-file limit", path, path.stat().st_size / 2**20,
-                        MAX_ARCHIVE / 2**20)
+            log.warning(
+                "%s is %.1f MiB, over the %.0f MiB per-file limit",
+                path,
+                path.stat().st_size / 2**20,
+                MAX_ARCHIVE / 2**20,
+            )
     return written
 
 

@@ -36,9 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     for mol in args.molecules:
         arrays = pack_molecule(args.data / "rmd17", mol)
         path = write_pack(arrays, pack_path(args.out, mol))
-        manifest[mol] = {"file": path.name, "frames": len(arrays["old_indices"]),
-                         "test01": int(arrays["in_test01"].sum()), "pool": int((~arrays["in_test01"]).sum()),
-                         "bytes": path.stat().st_size}
+        manifest[mol] = {
+            "file": path.name,
+            "frames": len(arrays["old_indices"]),
+            "test01": int(arrays["in_test01"].sum()),
+            "pool": int((~arrays["in_test01"]).sum()),
+            "bytes": path.stat().st_size,
+        }
     shutil.copyfile(args.data / "emgp_official" / "checkpoint-3dmgp", args.out / "checkpoint-3dmgp")
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     total = sum(p.stat().st_size for p in args.out.iterdir() if p.is_file()) / 2**20

@@ -45,19 +45,33 @@ def ship_if_better(root: Path, data_dir: Path, dest: Path) -> list[dict[str, Any
             raise ValueError(f"{data_dir}: pack of {mol} lacks some validation frames of {run.parent}")
         frames = pack.frames(rows, "paper-regime validation")
         old = dest / f"{mol}.pt"
-        new_val, old_val = validation_comparison(run, old, frames) if old.exists() else (
-            validation_comparison(run, run, frames)[0], {"force_mae_kcal_mol_A": float("inf")})
+        new_val, old_val = (
+            validation_comparison(run, old, frames)
+            if old.exists()
+            else (validation_comparison(run, run, frames)[0], {"force_mae_kcal_mol_A": float("inf")})
+        )
         better = new_val["force_mae_kcal_mol_A"] < old_val["force_mae_kcal_mol_A"]
-        decision = {"molecule": mol, "new_val_force": new_val["force_mae_kcal_mol_A"],
-                    "old_val_force": old_val["force_mae_kcal_mol_A"], "shipped": better,
-                    "finished": metrics.get("finished")}
+        decision = {
+            "molecule": mol,
+            "new_val_force": new_val["force_mae_kcal_mol_A"],
+            "old_val_force": old_val["force_mae_kcal_mol_A"],
+            "shipped": better,
+            "finished": metrics.get("finished"),
+        }
         if better:
-            training = (f"fine-tuned {metrics['steps']} steps ({metrics['epochs']:.0f} epochs, "
-                        f"{metrics['train_wall_s']:.0f} s on {metrics['device']}) on {metrics['n_train']} rMD17 "
-                        f"frames outside `test_01`")
+            training = (
+                f"fine-tuned {metrics['steps']} steps ({metrics['epochs']:.0f} epochs, "
+                f"{metrics['train_wall_s']:.0f} s on {metrics['device']}) on {metrics['n_train']} rMD17 "
+                f"frames outside `test_01`"
+            )
             ship_checkpoint(run, mol, training, dest)
-        log.info("%s: new val F %.4f vs shipped %.4f -> %s", mol, decision["new_val_force"],
-                 decision["old_val_force"], "shipped" if better else "kept the current default")
+        log.info(
+            "%s: new val F %.4f vs shipped %.4f -> %s",
+            mol,
+            decision["new_val_force"],
+            decision["old_val_force"],
+            "shipped" if better else "kept the current default",
+        )
         decisions.append(decision)
     return decisions
 
@@ -81,9 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     shipped_before = json.loads(index_path.read_text()) if index_path.exists() else {}
     decisions = ship_if_better(root, args.data_dir, dest) if args.ship else None
     log.info("wrote %s", write_paper_regime_report(root, args.report_dir, shipped_before, decisions))
-    if args.ship and args.readme:
-        if update_readme(args.readme, models_table(json.loads(index_path.read_text()), SCHNET_F)):
-            log.info("updated the shipped-models table of %s", args.readme)
+    if (
+        args.ship
+        and args.readme
+        and update_readme(args.readme, models_table(json.loads(index_path.read_text()), SCHNET_F))
+    ):
+        log.info("updated the shipped-models table of %s", args.readme)
     return 0
 
 

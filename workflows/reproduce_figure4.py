@@ -54,8 +54,9 @@ def resolve_models(cfg: Figure4Config, out: Path) -> dict[str, str]:
             if not path.exists():
                 import_official(default_data_dir() / "emgp_official" / "checkpoint-3dmgp", path)
         elif spec == "@random":
-            path = random_init_checkpoint(out / "random_init.pt",
-                                          ModelConfig(hidden_nf=64, n_layers=4, head="pooled", noise_levels=50))
+            path = random_init_checkpoint(
+                out / "random_init.pt", ModelConfig(hidden_nf=64, n_layers=4, head="pooled", noise_levels=50)
+            )
         else:
             path = Path(spec)
             if not path.exists():
@@ -81,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     out, figures = Path(cfg.out), Path(cfg.figures)
     out.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
-    structures = {"geom_like": geom_like_conformer(cfg.smiles, cfg.seed),
-                  f"{cfg.rmd17_molecule}_relaxed": relaxed_structure(cfg.rmd17_molecule)}
+    structures = {
+        "geom_like": geom_like_conformer(cfg.smiles, cfg.seed),
+        f"{cfg.rmd17_molecule}_relaxed": relaxed_structure(cfg.rmd17_molecule),
+    }
     models = resolve_models(cfg, out)
     results = {}
     for name, atoms in structures.items():
@@ -99,10 +102,24 @@ def main(argv: list[str] | None = None) -> int:
         f"Landscapes on a {cfg.n}×{cfg.n} grid over ±{cfg.extent_A} Å (RMS per atom) along two random directions "
         f"(seed {cfg.seed}, rigid motions removed), around a GEOM-like conformer of `{cfg.smiles}` and "
         f"{cfg.rmd17_molecule} relaxed with its shipped model. Energies of pretrained models are in "
-        "arbitrary units; curvature in a.u./Å².\n\n" + table)
+        "arbitrary units; curvature in a.u./Å².\n\n" + table
+    )
     test = split_path(cfg.rmd17_molecule, "test", 1)
-    cli_main(["landscape", cfg.rmd17_molecule, "--directions", "pca", "--frames", str(test), "--error-map",
-              "--n", "31", "--out", str(figures / "figure4_finetuned")])
+    cli_main(
+        [
+            "landscape",
+            cfg.rmd17_molecule,
+            "--directions",
+            "pca",
+            "--frames",
+            str(test),
+            "--error-map",
+            "--n",
+            "31",
+            "--out",
+            str(figures / "figure4_finetuned"),
+        ]
+    )
     log.info("wrote %s and figures in %s", out / "figure4_summary.md", figures)
     return 0
 

@@ -36,9 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="list what would run")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the tables and figure")
     parser.add_argument("--report-dir", default="docs", help="where results_md17.md/.json and the figure go")
-    parser.add_argument("--ship", nargs="*", metavar="SPEC",
-                        help="ship the best run per molecule (lowest validation force MAE) among these pretrained "
-                        "specs (default: official ours) as the package's default models")
+    parser.add_argument(
+        "--ship",
+        nargs="*",
+        metavar="SPEC",
+        help="ship the best run per molecule (lowest validation force MAE) among these pretrained "
+        "specs (default: official ours) as the package's default models",
+    )
     parser.add_argument("--readme", help="with --ship: rewrite the shipped-models table of this README")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -66,8 +70,13 @@ def ship_best(cfg: CampaignConfig, specs: list[str], readme: Path | None) -> Non
     for mol, run in select_best(results, specs).items():
         test_f = test_by_run[run]["force_mae_kcal_mol_A"]
         if misses_bar(test_f, SCHNET_F.get(mol)):
-            log.warning("not shipped: %s (%s) has test force MAE %.3f kcal/mol/Å, not below SchNet's %.2f",
-                        mol, run, test_f, SCHNET_F[mol])
+            log.warning(
+                "not shipped: %s (%s) has test force MAE %.3f kcal/mol/Å, not below SchNet's %.2f",
+                mol,
+                run,
+                test_f,
+                SCHNET_F[mol],
+            )
             continue
         ship(Path(run), mol)
         log.info("shipped %s from %s: test force MAE %.3f kcal/mol/Å", mol, run, test_f)

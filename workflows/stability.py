@@ -39,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    settings = StabilitySettings(temperature_K=args.temperature_K, timestep_fs=args.timestep_fs,
-                                 time_ps=args.time_ps, seed=args.seed)
+    settings = StabilitySettings(
+        temperature_K=args.temperature_K, timestep_fs=args.timestep_fs, time_ps=args.time_ps, seed=args.seed
+    )
     for molecule in args.molecules or available_models():
         run_stability(molecule, args.out, settings)
     # the report covers every shipped model with a finished run, also those of earlier invocations
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Langevin {settings.temperature_K:.0f} K, {settings.timestep_fs} fs, friction "
         f"{settings.friction_per_fs}/fs, simulated time per molecule in the table, shipped models in "
         f"{settings.dtype}; unstable at the first frame where a starting bond deviates by more than "
-        f"{settings.threshold_A} Å; h(r) against the rMD17 test_01 frames.\n\n" + stability_table(summaries) + "\n")
+        f"{settings.threshold_A} Å; h(r) against the rMD17 test_01 frames.\n\n" + stability_table(summaries) + "\n"
+    )
     Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
     save_figure(plot_hr_grid(summaries), args.figure)
     log.info("wrote %s and %s", args.report, args.figure)

@@ -60,18 +60,45 @@ def main(argv: list[str] | None = None) -> None:
         b = random_checkpoint(tmp / "random_pooled.pt", "pooled", "arbitrary", seed=2)
         models = ["--model", f"random A (atomwise head)={a}", "--model", f"random B (pooled head, arbitrary)={b}"]
         cli(["landscape", str(x0), *models, "--directions", "random", "--n", "41", "--out", str(tmp / "random")])
-        cli(["landscape", str(x0), *models[:2], "--directions", "pca", "--frames", str(npz), "--error-map",
-             "--n", "41", "--out", str(tmp / "pca")])
+        cli(
+            [
+                "landscape",
+                str(x0),
+                *models[:2],
+                "--directions",
+                "pca",
+                "--frames",
+                str(npz),
+                "--error-map",
+                "--n",
+                "41",
+                "--out",
+                str(tmp / "pca"),
+            ]
+        )
         atoms = ase.io.read(x0)
         atoms.calc = EMGPCalculator(model=a, dtype="float64")
         scan = scan_dihedral(atoms, _a_dihedral(atoms), np.arange(0.0, 360.0, 10.0))
         plot_scans(scan).savefig(FIGURES / "scan_demo.png", dpi=110)
-        run = run_md(atoms, tmp / "md" / "run", ensemble="nve", temperature_K=300.0, timestep_fs=0.5, steps=1000,
-                     interval=5, seed=0, progress=False)
+        run = run_md(
+            atoms,
+            tmp / "md" / "run",
+            ensemble="nve",
+            temperature_K=300.0,
+            timestep_fs=0.5,
+            steps=1000,
+            interval=5,
+            seed=0,
+            progress=False,
+        )
         cli(["analyze", str(run.trajectory), "--reference", str(npz), "--out", str(tmp / "md_analysis")])
         pcmap = next(tmp.glob("pca_pcmap_random_A*.png"))
-        for src, dst in ((tmp / "random.png", "landscape_random_demo.png"), (tmp / "pca.png", "landscape_pca_demo.png"),
-                         (pcmap, "pcmap_demo.png"), (tmp / "md_analysis.png", "md_analysis_demo.png")):
+        for src, dst in (
+            (tmp / "random.png", "landscape_random_demo.png"),
+            (tmp / "pca.png", "landscape_pca_demo.png"),
+            (pcmap, "pcmap_demo.png"),
+            (tmp / "md_analysis.png", "md_analysis_demo.png"),
+        ):
             (FIGURES / dst).write_bytes(src.read_bytes())
 
 
@@ -85,11 +112,14 @@ def _a_dihedral(atoms: Atoms) -> tuple[int, int, int, int]:
     for j, k in bonds:
         if not (heavy[j] and heavy[k]) or len(moving_fragment(bonds, len(atoms), int(j), int(k))) < 2:
             continue  # a ring bond or a terminal atom
-        ends = [[int(n) for pair in bonds for n in pair if x in pair and n not in (x, y) and heavy[n]]
-                for x, y in ((j, k), (k, j))]
+        ends = [
+            [int(n) for pair in bonds for n in pair if x in pair and n not in (x, y) and heavy[n]]
+            for x, y in ((j, k), (k, j))
+        ]
         if ends[0] and ends[1]:
             return ends[0][0], int(j), int(k), ends[1][0]
     raise ValueError("no rotatable dihedral with heavy end atoms found")
+
 
 if __name__ == "__main__":
     main()

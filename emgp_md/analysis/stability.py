@@ -33,13 +33,17 @@ class StabilitySettings:
 
 def stability_table(summaries: list[dict[str, Any]]) -> str:
     """Markdown table: stable time, run length, mean T, max bond deviation, h(r) overlap and JS divergence."""
-    header = ("| molecule | simulated (ps) | stable time (ps) | mean T (K) | max bond deviation (Å) | "
-              "h(r) overlap | h(r) JS divergence (bits) | MD steps/s |")
+    header = (
+        "| molecule | simulated (ps) | stable time (ps) | mean T (K) | max bond deviation (Å) | "
+        "h(r) overlap | h(r) JS divergence (bits) | MD steps/s |"
+    )
     lines = [header, "|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         hr = s.get("h_r") or {}
-        lines.append(f"| {s['molecule']} | {s['duration_ps']:.1f} | {s['stable_time_ps']:.1f} | "
-                     f"{s['mean_temperature_K']:.0f} | {s['max_bond_deviation_A']:.2f} | "
-                     f"{hr.get('overlap', float('nan')):.3f} | {hr.get('js_divergence', float('nan')):.4f} | "
-                     f"{s['steps_per_s']:.0f} |")
+        lines.append(
+            f"| {s['molecule']} | {s['duration_ps']:.1f} | {s['stable_time_ps']:.1f} | "
+            f"{s['mean_temperature_K']:.0f} | {s['max_bond_deviation_A']:.2f} | "
+            f"{hr.get('overlap', float('nan')):.3f} | {hr.get('js_divergence', float('nan')):.4f} | "
+            f"{s['steps_per_s']:.0f} |"
+        )
     return "\n".join(lines)

@@ -214,8 +214,9 @@ def bond_stability(
     return Stability(float(end - times_ps[0]), first, deviation, len(bonds), float(threshold_A))
 
 
-def stable_time_ps(positions: np.ndarray, times_ps: np.ndarray, bonds: np.ndarray | None = None,
-                   threshold_A: float = 0.5) -> float:
+def stable_time_ps(
+    positions: np.ndarray, times_ps: np.ndarray, bonds: np.ndarray | None = None, threshold_A: float = 0.5
+) -> float:
     """Just the stable time (ps) of :func:`bond_stability`."""
     return bond_stability(positions, times_ps, bonds, threshold_A).stable_time_ps
 
@@ -278,8 +279,11 @@ class MDAnalysis:
     def to_json(self, path: str | Path | None = None) -> str:
         """JSON of :meth:`summary` plus the h(r) curves; written to ``path`` when given."""
         data = self.summary()
-        data["h_r_curves"] = {"r_A": _rounded(self.r_A), "model_per_A": _rounded(self.h_model),
-                              "reference_per_A": None if self.h_reference is None else _rounded(self.h_reference)}
+        data["h_r_curves"] = {
+            "r_A": _rounded(self.r_A),
+            "model_per_A": _rounded(self.h_model),
+            "reference_per_A": None if self.h_reference is None else _rounded(self.h_reference),
+        }
         text = json.dumps(data, indent=2) + "\n"
         if path is not None:
             Path(path).write_text(text)
@@ -333,9 +337,21 @@ def analyze_trajectory(
         ref = _reference_positions(reference_frames, frames[0].numbers)
         _, h_ref = distance_histogram(ref, bins, r_max_A)
         comparison = compare_histograms(h_model, h_ref, r[1] - r[0])
-    return MDAnalysis(n_atoms, len(frames), times, epot, etot, temp, drift,
-                      bond_stability(positions, times, threshold_A=threshold_A), r, h_model, h_ref, comparison,
-                      {"trajectory": str(traj_path), "log": log_path})
+    return MDAnalysis(
+        n_atoms,
+        len(frames),
+        times,
+        epot,
+        etot,
+        temp,
+        drift,
+        bond_stability(positions, times, threshold_A=threshold_A),
+        r,
+        h_model,
+        h_ref,
+        comparison,
+        {"trajectory": str(traj_path), "log": log_path},
+    )
 
 
 def _find_log(traj_path: str | Path, log_csv: str | Path | None, n_frames: int) -> tuple[MDLog | None, str | None]:
@@ -353,8 +369,10 @@ def _reference_positions(reference: np.ndarray | Frames, numbers: np.ndarray) ->
     """Reference coordinates (n_ref, n_atoms, 3) Å, checked against the trajectory's atoms."""
     if isinstance(reference, Frames):
         if sorted(reference.z.tolist()) != sorted(np.asarray(numbers).tolist()):
-            raise ValueError(f"reference frames ({reference.source}) are not the trajectory's molecule: atomic "
-                             f"numbers {sorted(reference.z.tolist())} vs {sorted(np.asarray(numbers).tolist())}")
+            raise ValueError(
+                f"reference frames ({reference.source}) are not the trajectory's molecule: atomic "
+                f"numbers {sorted(reference.z.tolist())} vs {sorted(np.asarray(numbers).tolist())}"
+            )
         reference = reference.coords
     reference = np.asarray(reference, dtype=np.float64)
     if reference.ndim != 3 or reference.shape[1] != len(numbers):

@@ -29,22 +29,41 @@ def _add_landscape_parser(sub: Any) -> None:
         "landscape",
         help="2D energy landscape around a structure for one or several models (PNG + npz/CSV/JSON)",
         description="Energies E(X0 + a·d1 + b·d2) on a grid; a, b are per-atom RMS displacements in Å. "
-                    "Writes PREFIX.png, PREFIX.npz, PREFIX.csv and PREFIX.json (summary numbers).",
+        "Writes PREFIX.png, PREFIX.npz, PREFIX.csv and PREFIX.json (summary numbers).",
     )
     p.add_argument("structure", help="shipped molecule name or structure file (X0)")
-    p.add_argument("--model", action="append", default=None, metavar="[LABEL=]CKPT",
-                   help="checkpoint, repeat for side-by-side panels (default: the shipped model of the formula)")
-    p.add_argument("--directions", choices=DIRECTIONS, default="random",
-                   help="random (rigid motions removed), pca of --frames, or hessian normal modes of the first model")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="[LABEL=]CKPT",
+        help="checkpoint, repeat for side-by-side panels (default: the shipped model of the formula)",
+    )
+    p.add_argument(
+        "--directions",
+        choices=DIRECTIONS,
+        default="random",
+        help="random (rigid motions removed), pca of --frames, or hessian normal modes of the first model",
+    )
     p.add_argument("--frames", help="frames for --directions pca: rMD17 .npz or a trajectory, in X0's atom order")
-    p.add_argument("--modes", type=int, nargs=2, default=(0, 1), metavar=("I", "J"),
-                   help="Hessian modes, counted from the softest internal mode (default 0 1)")
+    p.add_argument(
+        "--modes",
+        type=int,
+        nargs=2,
+        default=(0, 1),
+        metavar=("I", "J"),
+        help="Hessian modes, counted from the softest internal mode (default 0 1)",
+    )
     p.add_argument("--extent-A", dest="extent_A", type=float, default=1.0, help="grid half-width (Å RMS per atom)")
     p.add_argument("--n", type=int, default=41, help="grid points per axis (odd)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random directions")
     p.add_argument("--shared-scale", dest="shared_scale", action="store_true", help="one colour scale for all panels")
-    p.add_argument("--error-map", dest="error_map", action="store_true",
-                   help="with an rMD17 --frames file: also model vs DFT energies on the PC plane (PREFIX_pcmap_*)")
+    p.add_argument(
+        "--error-map",
+        dest="error_map",
+        action="store_true",
+        help="with an rMD17 --frames file: also model vs DFT energies on the PC plane (PREFIX_pcmap_*)",
+    )
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
     p.add_argument("--out", required=True, help="output prefix")
     p.set_defaults(func=landscape_command)
@@ -60,12 +79,17 @@ def landscape_command(args: argparse.Namespace) -> int:
     atoms = load_structure(args.structure)
     evaluators = _evaluators(args.model, atoms, args.dtype)
     directions, method = _directions(args, atoms, next(iter(evaluators.values())))
-    landscapes = {name: energy_grid(ev, atoms, directions[0], directions[1], args.extent_A, args.n, method, name)
-                  for name, ev in evaluators.items()}
+    landscapes = {
+        name: energy_grid(ev, atoms, directions[0], directions[1], args.extent_A, args.n, method, name)
+        for name, ev in evaluators.items()
+    }
     prefix = Path(args.out)
     paths = save_landscapes(prefix, landscapes, {"structure": args.structure, "directions": args.directions})
-    fig = plot_landscapes(landscapes, shared_scale=args.shared_scale,
-                          title=f"{atoms.get_chemical_formula()}: energy around X₀, directions {method}")
+    fig = plot_landscapes(
+        landscapes,
+        shared_scale=args.shared_scale,
+        title=f"{atoms.get_chemical_formula()}: energy around X₀, directions {method}",
+    )
     save_figure(fig, prefix.with_suffix(".png"))
     paths.append(prefix.with_suffix(".png"))
     if args.error_map:
@@ -132,8 +156,9 @@ def read_frames(path: str | Path, numbers: np.ndarray | None = None) -> np.ndarr
         images = ase.io.read(str(path), index=":")
         coords, z = np.stack([a.positions for a in images]), images[0].numbers
     if numbers is not None and not np.array_equal(np.asarray(z), np.asarray(numbers)):
-        raise ValueError(f"atoms of {str(path)!r} ({list(z)}) are not those of the structure ({list(numbers)}), "
-                         "atom by atom")
+        raise ValueError(
+            f"atoms of {str(path)!r} ({list(z)}) are not those of the structure ({list(numbers)}), atom by atom"
+        )
     return coords
 
 
@@ -173,10 +198,19 @@ def _add_analyze_parser(sub: Any) -> None:
     p.add_argument("trajectory", help="ASE trajectory (e.g. from emgp-md md)")
     p.add_argument("--log", help="the run's CSV log (default: TRAJ with .csv if present)")
     p.add_argument("--reference", help="rMD17 .npz whose frames give the reference h(r)")
-    p.add_argument("--threshold-A", dest="threshold_A", type=float, default=0.5,
-                   help="bond deviation that ends the stable time (Å)")
-    p.add_argument("--frame-interval-fs", dest="frame_interval_fs", type=float,
-                   help="time between frames (fs), needed only without a log")
+    p.add_argument(
+        "--threshold-A",
+        dest="threshold_A",
+        type=float,
+        default=0.5,
+        help="bond deviation that ends the stable time (Å)",
+    )
+    p.add_argument(
+        "--frame-interval-fs",
+        dest="frame_interval_fs",
+        type=float,
+        help="time between frames (fs), needed only without a log",
+    )
     p.add_argument("--bins", type=int, default=200, help="h(r) bins")
     p.add_argument("--r-max-A", dest="r_max_A", type=float, default=10.0, help="h(r) range (Å)")
     p.add_argument("--out", required=True, help="output prefix")
@@ -194,8 +228,9 @@ def analyze_command(args: argparse.Namespace) -> int:
         from emgp_md.data.rmd17 import load_frames
 
         reference = load_frames(args.reference)
-    result = analyze_trajectory(args.trajectory, args.log, reference, args.threshold_A, args.frame_interval_fs,
-                                args.bins, args.r_max_A)
+    result = analyze_trajectory(
+        args.trajectory, args.log, reference, args.threshold_A, args.frame_interval_fs, args.bins, args.r_max_A
+    )
     prefix = Path(args.out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     result.to_json(prefix.with_suffix(".json"))

@@ -18,8 +18,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser("fragment", help="SE3Set hypergraph of a molecule: fragments, incidences, statistics")
     p.add_argument("structure", help="shipped molecule name (e.g. aspirin), structure file, or rMD17 .npz")
     p.add_argument("--mode", choices=["explicit", "implicit"], help="overlap mode (default: the preset's)")
-    p.add_argument("--preset", choices=["md17", "md22", "qm9"], default="md17",
-                   help="the authors' fragmenter settings (default md17: explicit, Lendvay)")
+    p.add_argument(
+        "--preset",
+        choices=["md17", "md22", "qm9"],
+        default="md17",
+        help="the authors' fragmenter settings (default md17: explicit, Lendvay)",
+    )
     p.add_argument("--rc-A", dest="rc_A", type=float, help="implicit-mode cutoff in Å (default: the preset's, 4.0)")
     p.add_argument("--charge", type=int, default=0, help="total charge for bond perception")
     p.add_argument("--frame", type=int, default=0, help="frame of an .npz file used as reference geometry")
@@ -34,8 +38,13 @@ def register(sub: Any) -> None:
     p.add_argument("--max-conformers", dest="max_conformers", type=int, default=10)
     p.add_argument("--n-embed", dest="n_embed", type=int, default=30, help="ETKDG embeddings per molecule")
     p.add_argument("--rmsd-threshold-A", dest="rmsd_threshold_A", type=float, default=0.5)
-    p.add_argument("--embed-timeout-s", dest="embed_timeout_s", type=float, default=1.0,
-                   help="time budget per ETKDG call (raise it for drug-sized molecules, e.g. 10)")
+    p.add_argument(
+        "--embed-timeout-s",
+        dest="embed_timeout_s",
+        type=float,
+        default=1.0,
+        help="time budget per ETKDG call (raise it for drug-sized molecules, e.g. 10)",
+    )
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--shard-size", dest="shard_size", type=int, default=1000, help="molecules per shard")
     p.add_argument("--seed", type=int, default=2021)
@@ -97,15 +106,23 @@ def fragment_command(args: argparse.Namespace) -> int:
         draw_fragments(hg, mol, args.png)
         log.info("wrote %s", args.png)
     if args.json:
-        doc = {"structure": args.structure, "formula": atoms.get_chemical_formula(), "options": options.to_dict(),
-               "fragments": records, "statistics": stats.to_dict(), "hypergraph": hg.to_dict()}
+        doc = {
+            "structure": args.structure,
+            "formula": atoms.get_chemical_formula(),
+            "options": options.to_dict(),
+            "fragments": records,
+            "statistics": stats.to_dict(),
+            "hypergraph": hg.to_dict(),
+        }
         print(json.dumps(doc))
         return 0
     print(f"{atoms.get_chemical_formula()} ({args.structure}): {options.mode} overlap, preset {args.preset}")
     print("  frag  size  kernel  elements    atoms")
     for rec in records:
-        print(f"  {rec['index']:4d}  {rec['size']:4d}  {len(rec['kernel_atoms']):6d}  {rec['elements']:10s}  "
-              f"{' '.join(map(str, rec['atoms']))}")
+        print(
+            f"  {rec['index']:4d}  {rec['size']:4d}  {len(rec['kernel_atoms']):6d}  {rec['elements']:10s}  "
+            f"{' '.join(map(str, rec['atoms']))}"
+        )
     for key, value in stats.to_dict().items():
         print(f"  {key:22s} {value:.4f}" if isinstance(value, float) else f"  {key:22s} {value}")
     return 0

@@ -27,6 +27,8 @@ def models_command(args: argparse.Namespace) -> int:
         return 0
     for name, info in sorted(models.items()):
         test = info.get("test", {})
-        print(f"{name:14s} {info['formula']:10s} test force MAE {test.get('force_mae_kcal_mol_A', float('nan')):.3f} "
-              f"kcal/mol/Å, energy MAE {test.get('energy_mae_kcal_mol', float('nan')):.3f} kcal/mol")
+        print(
+            f"{name:14s} {info['formula']:10s} test force MAE {test.get('force_mae_kcal_mol_A', float('nan')):.3f} "
+            f"kcal/mol/Å, energy MAE {test.get('energy_mae_kcal_mol', float('nan')):.3f} kcal/mol"
+        )
     return 0

@@ -83,8 +83,9 @@ def pretrain_report_command(args: argparse.Namespace) -> int:
         for name, d in diags.items():
             print(f"{name} ({d.n_conformers} validation conformers)")
             print("  level  sigma_A  INP_acc  INP_±2  cos_Riemann  cos_Gaussian")
-            for level, row in enumerate(zip(d.sigma_A, d.inp_accuracy, d.inp_within_2, d.cosine_riemann,
-                                            d.cosine_gaussian)):
+            for level, row in enumerate(
+                zip(d.sigma_A, d.inp_accuracy, d.inp_within_2, d.cosine_riemann, d.cosine_gaussian)
+            ):
                 print(f"  {level:5d}  {row[0]:7.4f}  {row[1]:7.3f}  {row[2]:6.3f}  {row[3]:11.3f}  {row[4]:12.3f}")
     if args.plot:
         save_figure(plot_diagnostics(diags), args.plot)
@@ -102,8 +103,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
     frames = load_frames(args.data, args.label_set)
     from ase import Atoms
 
-    topo = topology_for_atoms(Atoms(numbers=frames.z, positions=frames.coords[0]), meta.get("topology"),
-                              hypergraph_options=getattr(model.backbone, "fragment_options", None))
+    topo = topology_for_atoms(
+        Atoms(numbers=frames.z, positions=frames.coords[0]),
+        meta.get("topology"),
+        hypergraph_options=getattr(model.backbone, "fragment_options", None),
+    )
     import torch
 
     m = evaluate(model, topo, frames, dtype={"float32": torch.float32, "float64": torch.float64}[args.dtype])

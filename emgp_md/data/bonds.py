@@ -99,8 +99,14 @@ class BondWatch:
         from the same distances, so a run needs one distance matrix per step.
     """
 
-    def __init__(self, z: np.ndarray, bonds: np.ndarray, break_factor: float = BREAK_FACTOR,
-                 form_factor: float = FORM_FACTOR, overlap_factor: float = OVERLAP_FACTOR) -> None:
+    def __init__(
+        self,
+        z: np.ndarray,
+        bonds: np.ndarray,
+        break_factor: float = BREAK_FACTOR,
+        form_factor: float = FORM_FACTOR,
+        overlap_factor: float = OVERLAP_FACTOR,
+    ) -> None:
         n = len(z)
         sums = radius_sums(z)
         bonded = np.zeros((n, n), dtype=bool)
@@ -113,12 +119,14 @@ class BondWatch:
         self._form_sq = np.where(~bonded & upper, (form_factor * sums) ** 2, -np.inf)
         self._overlap_sq = np.where(upper, (overlap_factor * sums) ** 2, -np.inf)
 
-    def changes(self, pos_A: np.ndarray) -> tuple[list[tuple[int, int]], list[tuple[int, int]],
-                                                   list[tuple[int, int, float]]]:
+    def changes(
+        self, pos_A: np.ndarray
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int, float]]]:
         """``(broken, formed, overlapping)`` at positions ``pos_A`` (n, 3) Å: pairs ``(i, j), i < j``;
         overlapping pairs carry their distance in Å, as :func:`close_pairs` gives them."""
         diff = pos_A[:, None, :] - pos_A[None, :, :]
         d2 = np.einsum("ijk,ijk->ij", diff, diff)
+
         def pairs(mask: np.ndarray) -> list[tuple[int, int]]:
             return [(int(i), int(j)) for i, j in np.argwhere(mask)]
 

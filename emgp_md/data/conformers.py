@@ -169,8 +169,12 @@ def generate_conformer_set(
         If ``out_dir`` already holds a conformer set, or on invalid settings.
     """
     t0 = time.perf_counter()
-    settings = ConformerSettings(max_conformers=max_conformers, n_embed=n_embed, rmsd_threshold_A=rmsd_threshold_A,
-                                 embed_timeout_s=embed_timeout_s)
+    settings = ConformerSettings(
+        max_conformers=max_conformers,
+        n_embed=n_embed,
+        rmsd_threshold_A=rmsd_threshold_A,
+        embed_timeout_s=embed_timeout_s,
+    )
     writer = ShardWriter(out_dir, shard_size)  # refuses an existing set before any work
     keys = default_exclusion() if exclude is None else {k for k in map(exclusion_key, exclude) if k}
     smiles = read_smiles(smiles_csv)

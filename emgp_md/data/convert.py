@@ -62,22 +62,25 @@ def check_coordinates(atoms: Atoms) -> None:
     if len(far):
         raise StructureError(
             f"coordinates beyond ±{MAX_COORDINATE_A:g} Å for atom index(es) {far[:10].tolist()} "
-            f"(e.g. {pos[far[0]].tolist()}); positions must be in Å: check the units of the input file")
+            f"(e.g. {pos[far[0]].tolist()}); positions must be in Å: check the units of the input file"
+        )
     try:
         validate_atomic_numbers(atoms.numbers)
     except ValueError as exc:
         raise StructureError(str(exc)) from None
 
 
-def refuse_overlaps(atoms: Atoms, overlaps: list[tuple[int, int, float]],
-                    overlap_factor: float = OVERLAP_FACTOR) -> None:
+def refuse_overlaps(
+    atoms: Atoms, overlaps: list[tuple[int, int, float]], overlap_factor: float = OVERLAP_FACTOR
+) -> None:
     """Raise :class:`StructureError` naming overlapping pairs ``(i, j, d_ij Å)``, if there are any."""
     if overlaps:
         sym = atoms.get_chemical_symbols()
         listing = ", ".join(f"{sym[i]}{i}–{sym[j]}{j} at {d:.3f} Å" for i, j, d in overlaps[:5])
         raise StructureError(
             f"{len(overlaps)} pair(s) of atoms overlap (closer than {overlap_factor} × their covalent-radius "
-            f"sum): {listing}; the structure is unphysical (duplicated atoms or wrong units?)")
+            f"sum): {listing}; the structure is unphysical (duplicated atoms or wrong units?)"
+        )
 
 
 def check_single_molecule(atoms: Atoms, bonds: np.ndarray) -> None:
@@ -90,17 +93,23 @@ def check_single_molecule(atoms: Atoms, bonds: np.ndarray) -> None:
     """
     parts = connected_components(len(atoms), bonds)
     if len(parts) > 1:
-        listing = "; ".join(f"{formula(atoms.numbers[p])} (atoms {p[:8].tolist()}{'…' if len(p) > 8 else ''})"
-                            for p in parts[:6])
+        listing = "; ".join(
+            f"{formula(atoms.numbers[p])} (atoms {p[:8].tolist()}{'…' if len(p) > 8 else ''})" for p in parts[:6]
+        )
         raise StructureError(
             f"the structure {atoms.get_chemical_formula(mode='hill')} is {len(parts)} disconnected fragments "
             f"(bonds perceived with covalent radii): {listing}. This model is for one molecule at a time: "
-            "evaluate the fragments separately, or check for a broken bond or wrong units")
+            "evaluate the fragments separately, or check for a broken bond or wrong units"
+        )
 
 
-def topology_for_atoms(atoms: Atoms, reference: dict[str, Any] | None = None,
-                       hypergraph_options: FragmentOptions | None = None, *,
-                       allow_fragments: bool = False) -> Topology:
+def topology_for_atoms(
+    atoms: Atoms,
+    reference: dict[str, Any] | None = None,
+    hypergraph_options: FragmentOptions | None = None,
+    *,
+    allow_fragments: bool = False,
+) -> Topology:
     """Frozen topology for ``atoms``, its bond graph perceived from the geometry (covalent radii).
 
     With a model's ``reference`` graph, the perceived graph must be isomorphic to it (elements as
@@ -143,8 +152,9 @@ def topology_for_atoms(atoms: Atoms, reference: dict[str, Any] | None = None,
     return topo
 
 
-def attach_hypergraph(topology: Topology, pos_A: np.ndarray, options: FragmentOptions | None = None, *,
-                      mol: Any = None, charge: int = 0) -> Topology:
+def attach_hypergraph(
+    topology: Topology, pos_A: np.ndarray, options: FragmentOptions | None = None, *, mol: Any = None, charge: int = 0
+) -> Topology:
     """The topology with an SE3Set hypergraph built once from the reference geometry ``pos_A``.
 
     The hypergraph is frozen: later frames reuse it, so energies stay smooth in the positions
@@ -184,10 +194,14 @@ def permute_hypergraph(reference: Hypergraph, perm: np.ndarray) -> Hypergraph:
     bonds = bonds[np.lexsort((bonds[:, 1], bonds[:, 0]))]
     frags = [np.sort(inv[f]) for f in reference.fragments]
     return Hypergraph(
-        z=reference.z[perm], bonds=bonds, group_of_atom=reference.group_of_atom[perm],
-        kernel_of_atom=reference.kernel_of_atom[perm], fragment_ptr=reference.fragment_ptr,
+        z=reference.z[perm],
+        bonds=bonds,
+        group_of_atom=reference.group_of_atom[perm],
+        kernel_of_atom=reference.kernel_of_atom[perm],
+        fragment_ptr=reference.fragment_ptr,
         fragment_atoms=np.concatenate(frags) if frags else reference.fragment_atoms,
         anchored_fragment=reference.anchored_fragment,
         e2v_index=np.stack([reference.e2v_index[0], inv[reference.e2v_index[1]]]),
         v2e_index=np.stack([inv[reference.v2e_index[0]], reference.v2e_index[1]]),
-        options=reference.options)
+        options=reference.options,
+    )

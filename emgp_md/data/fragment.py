@@ -26,8 +26,22 @@ import numpy as np
 
 #: Covalent radii (Å) of the authors' fragmenter (``se3set/fragment/calculators/reference.py``).
 COVALENT_RADIUS_A: dict[str, float] = {
-    "H": 0.31, "Li": 1.28, "B": 0.84, "C": 0.76, "N": 0.71, "O": 0.66, "F": 0.57, "Si": 1.11,
-    "P": 1.07, "S": 1.05, "Cl": 1.02, "As": 1.19, "Se": 1.20, "Br": 1.20, "Te": 1.38, "I": 1.39,
+    "H": 0.31,
+    "Li": 1.28,
+    "B": 0.84,
+    "C": 0.76,
+    "N": 0.71,
+    "O": 0.66,
+    "F": 0.57,
+    "Si": 1.11,
+    "P": 1.07,
+    "S": 1.05,
+    "Cl": 1.02,
+    "As": 1.19,
+    "Se": 1.20,
+    "Br": 1.20,
+    "Te": 1.38,
+    "I": 1.39,
 }
 
 LENDVAY_DIVISOR = 0.25  # hard-coded in the authors' code (their ``_a`` argument is ignored)
@@ -75,9 +89,11 @@ class FragmentOptions:
     implicit_rc_A: float = 4.0
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("mode", self.mode, _MODES),
-                                     ("bond_order_method", self.bond_order_method, _BOND_ORDER_METHODS),
-                                     ("overlap_reduce", self.overlap_reduce, _REDUCTIONS)):
+        for name, value, allowed in (
+            ("mode", self.mode, _MODES),
+            ("bond_order_method", self.bond_order_method, _BOND_ORDER_METHODS),
+            ("overlap_reduce", self.overlap_reduce, _REDUCTIONS),
+        ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if self.min_kernel_atoms < 0:
@@ -85,8 +101,10 @@ class FragmentOptions:
         if self.max_kernel_atoms is not None and self.max_kernel_atoms < 1:
             raise ValueError(f"max_kernel_atoms must be >= 1 or None, got {self.max_kernel_atoms}")
         if self.min_bond_order <= 0 or self.overlap_threshold <= 0 or self.implicit_rc_A <= 0:
-            raise ValueError("min_bond_order, overlap_threshold and implicit_rc_A must be > 0, got "
-                             f"{self.min_bond_order}, {self.overlap_threshold}, {self.implicit_rc_A}")
+            raise ValueError(
+                "min_bond_order, overlap_threshold and implicit_rc_A must be > 0, got "
+                f"{self.min_bond_order}, {self.overlap_threshold}, {self.implicit_rc_A}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -104,10 +122,21 @@ class FragmentOptions:
 #: The authors' templates (docs/method.md §S1.7): MD17 aspirin, MD22 Ac-Ala3-NHMe, QM9 dipole.
 PRESETS: dict[str, FragmentOptions] = {
     "md17": FragmentOptions(),
-    "md22": FragmentOptions(mode="implicit", bond_order_method="simple_exp", min_kernel_atoms=0,
-                            max_kernel_atoms=8, min_bond_order=0.1, implicit_rc_A=4.0),
-    "qm9": FragmentOptions(bond_order_method="simple_exp", min_kernel_atoms=2, max_kernel_atoms=6,
-                           min_bond_order=0.4, overlap_threshold=0.2),
+    "md22": FragmentOptions(
+        mode="implicit",
+        bond_order_method="simple_exp",
+        min_kernel_atoms=0,
+        max_kernel_atoms=8,
+        min_bond_order=0.1,
+        implicit_rc_A=4.0,
+    ),
+    "qm9": FragmentOptions(
+        bond_order_method="simple_exp",
+        min_kernel_atoms=2,
+        max_kernel_atoms=6,
+        min_bond_order=0.4,
+        overlap_threshold=0.2,
+    ),
 }
 
 
@@ -125,8 +154,10 @@ def covalent_radii(z: np.ndarray) -> np.ndarray:
     missing = sorted({s for s in symbols if s not in COVALENT_RADIUS_A})
     if missing:
         where = {s: [i for i, t in enumerate(symbols) if t == s] for s in missing}
-        raise ValueError(f"no SE3Set covalent radius for element(s) {where} (element: atom indices); "
-                         f"the fragmenter supports {sorted(COVALENT_RADIUS_A)}")
+        raise ValueError(
+            f"no SE3Set covalent radius for element(s) {where} (element: atom indices); "
+            f"the fragmenter supports {sorted(COVALENT_RADIUS_A)}"
+        )
     return np.asarray([COVALENT_RADIUS_A[s] for s in symbols], dtype=np.float64)
 
 
@@ -160,8 +191,9 @@ def group_matrix(atom_matrix: np.ndarray, groups: list[np.ndarray], reduce: str 
     return out
 
 
-def merge_groups(groups: list[np.ndarray], bond_orders: np.ndarray, adjacency: np.ndarray,
-                 options: FragmentOptions) -> tuple[list[list[int]], list[bool]]:
+def merge_groups(
+    groups: list[np.ndarray], bond_orders: np.ndarray, adjacency: np.ndarray, options: FragmentOptions
+) -> tuple[list[list[int]], list[bool]]:
     """Merge small groups into kernels (``MergeGroupsBOFragmentor.merge_frags``, docs/method.md §S1.5).
 
     Parameters
@@ -219,8 +251,13 @@ def merge_groups(groups: list[np.ndarray], bond_orders: np.ndarray, adjacency: n
     return [members[k] for k in kernels], [k in isolated for k in kernels]
 
 
-def expand_kernels(groups: list[np.ndarray], kernels: list[list[int]], isolated: list[bool],
-                   bond_orders: np.ndarray, options: FragmentOptions) -> list[np.ndarray]:
+def expand_kernels(
+    groups: list[np.ndarray],
+    kernels: list[list[int]],
+    isolated: list[bool],
+    bond_orders: np.ndarray,
+    options: FragmentOptions,
+) -> list[np.ndarray]:
     """Explicit "groups"-level overlap (``_get_grouplevel_overlaps_*``, docs/method.md §S1.6).
 
     Kernel ``K`` receives every outside group ``H`` with ``S_KH >= overlap_threshold``, where

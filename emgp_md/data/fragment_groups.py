@@ -89,14 +89,16 @@ def perceive_bonds(z: np.ndarray, pos_A: np.ndarray, charge: int = 0, name: str 
     name = name or Atoms(numbers=z).get_chemical_formula()
     bad = np.nonzero(~np.isfinite(pos).all(axis=1))[0]
     if len(bad) or len(pos) != len(z):
-        raise ValueError(f"{name}: need finite positions for {len(z)} atoms; got shape {pos.shape}, "
-                         f"non-finite rows {bad.tolist()}")
+        raise ValueError(
+            f"{name}: need finite positions for {len(z)} atoms; got shape {pos.shape}, non-finite rows {bad.tolist()}"
+        )
     mol = _bare_mol(z, pos)
     try:
         rdDetermineBonds.DetermineBonds(mol, charge=int(charge))
     except Exception as exc:  # RDKit raises ValueError or RuntimeError
-        raise ValueError(f"RDKit could not perceive the bonds of {name} (charge {charge}): {exc}. "
-                         f"{_valence_hint(z, pos)}") from exc
+        raise ValueError(
+            f"RDKit could not perceive the bonds of {name} (charge {charge}): {exc}. {_valence_hint(z, pos)}"
+        ) from exc
     n_parts = len(Chem.GetMolFrags(mol))
     if n_parts > 1:
         log.warning("%s has %d disconnected parts; each is fragmented separately", name, n_parts)
@@ -136,8 +138,10 @@ def _valence_hint(z: np.ndarray, pos: np.ndarray) -> str:
     advice = "check the total charge (charge=...), or pass an RDKit molecule with known bonds (mol=...)"
     if not bad:
         return f"No atom has an impossible neighbour count; {advice}."
-    return (f"Suspicious atoms (symbol+index, neighbours within 1.3x covalent radii): {', '.join(bad)}; "
-            f"check the geometry, or {advice}.")
+    return (
+        f"Suspicious atoms (symbol+index, neighbours within 1.3x covalent radii): {', '.join(bad)}; "
+        f"check the geometry, or {advice}."
+    )
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,17 @@ from emgp_md.data.fragment import (
 )
 
 FORMAT = "se3set-hypergraph/1"
-_ARRAYS = ("z", "bonds", "group_of_atom", "kernel_of_atom", "fragment_ptr", "fragment_atoms",
-           "anchored_fragment", "e2v_index", "v2e_index")
+_ARRAYS = (
+    "z",
+    "bonds",
+    "group_of_atom",
+    "kernel_of_atom",
+    "fragment_ptr",
+    "fragment_atoms",
+    "anchored_fragment",
+    "e2v_index",
+    "v2e_index",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,8 +98,8 @@ class Hypergraph:
         checks = {
             "bonds": self.bonds.ndim == 2 and self.bonds.shape[1] == 2,
             "group_of_atom": self.group_of_atom.shape == (n,),
-            "kernel_of_atom": self.kernel_of_atom.shape == (n,) and self.kernel_of_atom.max(initial=-1) + 1
-            == self.n_hyperedges,
+            "kernel_of_atom": self.kernel_of_atom.shape == (n,)
+            and self.kernel_of_atom.max(initial=-1) + 1 == self.n_hyperedges,
             "fragment_ptr": self.fragment_ptr.ndim == 1 and self.fragment_ptr[-1] == len(self.fragment_atoms),
             "e2v_index": self.e2v_index.shape == (2, k) and np.array_equal(self.e2v_index[0], np.arange(k)),
             "v2e_index": self.v2e_index.ndim == 2 and self.v2e_index.shape[0] == 2,
@@ -151,7 +160,8 @@ class Hypergraph:
         if not isinstance(other, Hypergraph):
             return NotImplemented
         return self.options == other.options and all(
-            np.array_equal(getattr(self, name), getattr(other, name)) for name in _ARRAYS)
+            np.array_equal(getattr(self, name), getattr(other, name)) for name in _ARRAYS
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -173,8 +183,9 @@ def explicit_incidences(fragments: list[np.ndarray]) -> tuple[np.ndarray, np.nda
     return anchored_fragment, np.stack([np.arange(len(anchors)), anchors]), np.stack([sources, eps])
 
 
-def implicit_incidences(kernels: list[np.ndarray], pos_A: np.ndarray,
-                        rc_A: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def implicit_incidences(
+    kernels: list[np.ndarray], pos_A: np.ndarray, rc_A: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Incidences with implicit overlap (the authors' ``build_data(he_type="implicit")``).
 
     Anchored hyperedges ``0..n_atoms-1`` are the own-kernel copies, in kernel-then-member order;
@@ -196,8 +207,9 @@ def implicit_incidences(kernels: list[np.ndarray], pos_A: np.ndarray,
     return anchored_fragment, np.stack([np.arange(len(anchors)), anchors]), np.stack([sources, eps])
 
 
-def hypergraph_from_groups(z: np.ndarray, pos_A: np.ndarray, bonds: np.ndarray, group_of_atom: np.ndarray,
-                           options: FragmentOptions) -> Hypergraph:
+def hypergraph_from_groups(
+    z: np.ndarray, pos_A: np.ndarray, bonds: np.ndarray, group_of_atom: np.ndarray, options: FragmentOptions
+) -> Hypergraph:
     """Geometry-dependent steps (merging, overlap, incidences) on fixed chemical groups.
 
     Parameters
@@ -234,15 +246,22 @@ def hypergraph_from_groups(z: np.ndarray, pos_A: np.ndarray, bonds: np.ndarray, 
     else:
         anchored, e2v, v2e = implicit_incidences(kernels, pos_A, options.implicit_rc_A)
     return Hypergraph(
-        z=z, bonds=bonds, group_of_atom=group_of_atom, kernel_of_atom=kernel_of_atom,
+        z=z,
+        bonds=bonds,
+        group_of_atom=group_of_atom,
+        kernel_of_atom=kernel_of_atom,
         fragment_ptr=np.concatenate([[0], np.cumsum([len(f) for f in fragments])]),
-        fragment_atoms=np.concatenate(fragments), anchored_fragment=anchored, e2v_index=e2v,
-        v2e_index=v2e, options=options,
+        fragment_atoms=np.concatenate(fragments),
+        anchored_fragment=anchored,
+        e2v_index=e2v,
+        v2e_index=v2e,
+        options=options,
     )
 
 
-def build_hypergraph(atoms: Atoms, options: FragmentOptions | None = None, *, mol: Any = None,
-                     charge: int = 0) -> Hypergraph:
+def build_hypergraph(
+    atoms: Atoms, options: FragmentOptions | None = None, *, mol: Any = None, charge: int = 0
+) -> Hypergraph:
     """Hypergraph of a molecule, built once from a reference geometry and then frozen.
 
     Parameters
@@ -363,11 +382,13 @@ def fragment_records(hg: Hypergraph) -> list[dict[str, Any]]:
     """One JSON-able record per fragment: index, atoms, kernel atoms, elements (formula), size."""
     records = []
     for k, (atoms, kernel) in enumerate(zip(hg.fragments, hg.kernels)):
-        records.append({
-            "index": k,
-            "atoms": atoms.tolist(),
-            "kernel_atoms": kernel.tolist(),
-            "elements": Atoms(numbers=hg.z[atoms]).get_chemical_formula(),
-            "size": len(atoms),
-        })
+        records.append(
+            {
+                "index": k,
+                "atoms": atoms.tolist(),
+                "kernel_atoms": kernel.tolist(),
+                "elements": Atoms(numbers=hg.z[atoms]).get_chemical_formula(),
+                "size": len(atoms),
+            }
+        )
     return records

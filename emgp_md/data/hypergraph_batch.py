@@ -66,9 +66,11 @@ def _offsets(counts: torch.Tensor) -> torch.Tensor:
     return torch.cumsum(counts, dim=0) - counts
 
 
-def collate_hypergraphs(hypergraphs: Sequence[Hypergraph],
-                        positions: Sequence[np.ndarray | torch.Tensor] | None = None,
-                        dtype: torch.dtype = torch.float32) -> HypergraphBatch:
+def collate_hypergraphs(
+    hypergraphs: Sequence[Hypergraph],
+    positions: Sequence[np.ndarray | torch.Tensor] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> HypergraphBatch:
     """Concatenate hypergraphs with index offsets.
 
     Parameters

@@ -70,7 +70,8 @@ def match_reference(z: np.ndarray, bonds: np.ndarray, ref_z: np.ndarray, ref_bon
 
     z, ref_z = np.asarray(z, dtype=np.int64), np.asarray(ref_z, dtype=np.int64)
     if sorted(z.tolist()) == sorted(ref_z.tolist()) and len(np.asarray(bonds).reshape(-1, 2)) == len(
-            np.asarray(ref_bonds).reshape(-1, 2)):
+        np.asarray(ref_bonds).reshape(-1, 2)
+    ):
         matcher = GraphMatcher(_graph(z, bonds), _graph(ref_z, ref_bonds), node_match=lambda a, b: a["z"] == b["z"])
         mapping = next(matcher.isomorphisms_iter(), None)
         if mapping is not None:
@@ -80,11 +81,19 @@ def match_reference(z: np.ndarray, bonds: np.ndarray, ref_z: np.ndarray, ref_bon
 
 def _mismatch_message(z: np.ndarray, bonds: np.ndarray, ref_z: np.ndarray, ref_bonds: np.ndarray) -> str:
     ours, theirs = bond_census(z, bonds), bond_census(ref_z, ref_bonds)
-    diff = [f"{k}: {ours.get(k, 0)} here, {theirs.get(k, 0)} in the model"
-            for k in sorted(set(ours) | set(theirs)) if ours.get(k, 0) != theirs.get(k, 0)]
-    detail = "; bonds by element pair differ (" + "; ".join(diff) + ")" if diff else (
-        "; same bond counts, different connectivity (another isomer)")
-    return (f"this structure is not the molecule of this model: its bond graph (perceived from the geometry "
-            f"with covalent radii) is {describe_graph(z, bonds)}, the model's is {describe_graph(ref_z, ref_bonds)}"
-            f"{detail}. If the geometry is distorted (a stretched or broken bond), relax it first or start "
-            "from a sane geometry; for another molecule use a model trained on it (emgp-md learn / finetune).")
+    diff = [
+        f"{k}: {ours.get(k, 0)} here, {theirs.get(k, 0)} in the model"
+        for k in sorted(set(ours) | set(theirs))
+        if ours.get(k, 0) != theirs.get(k, 0)
+    ]
+    detail = (
+        "; bonds by element pair differ (" + "; ".join(diff) + ")"
+        if diff
+        else ("; same bond counts, different connectivity (another isomer)")
+    )
+    return (
+        f"this structure is not the molecule of this model: its bond graph (perceived from the geometry "
+        f"with covalent radii) is {describe_graph(z, bonds)}, the model's is {describe_graph(ref_z, ref_bonds)}"
+        f"{detail}. If the geometry is distorted (a stretched or broken bond), relax it first or start "
+        "from a sane geometry; for another molecule use a model trained on it (emgp-md learn / finetune)."
+    )

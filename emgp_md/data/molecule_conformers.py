@@ -110,7 +110,7 @@ def _embed(mol_h: Any, n_embed: int, seed: int, timeout_s: float = 1.0) -> list[
     params = rdDistGeom.ETKDGv3()
     params.randomSeed = seed
     params.numThreads = 1
-    params.timeout = max(1, int(round(timeout_s)))  # RDKit takes whole seconds
+    params.timeout = max(1, round(timeout_s))  # RDKit takes whole seconds
     cids = list(rdDistGeom.EmbedMultipleConfs(mol_h, n_embed, params))
     if not cids:  # the standard fallback for hard cases: start from random coordinates
         params.useRandomCoords = True

@@ -87,8 +87,13 @@ def pack_molecule(root: str | Path, molecule: str) -> dict[str, np.ndarray]:
         flag = np.zeros(len(old_sorted), dtype=bool)
         flag[out[f"{kind}01_order"]] = True
         out[f"in_{kind}01"] = flag
-    log.info("%s: %d distinct frames (%d in test_01, %d outside)", molecule, len(old_sorted),
-             int(out["in_test01"].sum()), int((~out["in_test01"]).sum()))
+    log.info(
+        "%s: %d distinct frames (%d in test_01, %d outside)",
+        molecule,
+        len(old_sorted),
+        int(out["in_test01"].sum()),
+        int((~out["in_test01"]).sum()),
+    )
     return out
 
 
@@ -121,8 +126,13 @@ class PackedMolecule:
     def frames(self, rows: np.ndarray, label: str) -> Frames:
         """The frames at ``rows`` of the pack, as float64 :class:`Frames`."""
         rows = np.asarray(rows, dtype=np.int64)
-        return Frames(self.z, self.coords[rows].astype(np.float64), self.energies[rows],
-                      self.forces[rows].astype(np.float64), f"{self.source}[{label}: {len(rows)} frames]")
+        return Frames(
+            self.z,
+            self.coords[rows].astype(np.float64),
+            self.energies[rows],
+            self.forces[rows].astype(np.float64),
+            f"{self.source}[{label}: {len(rows)} frames]",
+        )
 
     def pool_rows(self) -> np.ndarray:
         """Rows of every frame outside ``test_01`` (the paper's data regime), ascending ``old_indices``."""

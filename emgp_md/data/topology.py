@@ -51,8 +51,10 @@ class Topology:
 
     def __post_init__(self) -> None:
         if self.hypergraph is not None and not np.array_equal(self.hypergraph.z, self.z):
-            raise ValueError(f"the hypergraph's atoms {self.hypergraph.z.tolist()} do not match the topology's "
-                             f"{np.asarray(self.z).tolist()}")
+            raise ValueError(
+                f"the hypergraph's atoms {self.hypergraph.z.tolist()} do not match the topology's "
+                f"{np.asarray(self.z).tolist()}"
+            )
 
     @property
     def n_atoms(self) -> int:

@@ -127,8 +127,9 @@ class Landscape2D:
             min_on_edge=bool(i in (0, e.shape[0] - 1) or j in (0, e.shape[1] - 1)),
             curvature_a=float((e[ci + 1, cj] - 2 * e[ci, cj] + e[ci - 1, cj]) / ha**2),
             curvature_b=float((e[ci, cj + 1] - 2 * e[ci, cj] + e[ci, cj - 1]) / hb**2),
-            curvature_ab=float((e[ci + 1, cj + 1] - e[ci + 1, cj - 1] - e[ci - 1, cj + 1] + e[ci - 1, cj - 1])
-                               / (4 * ha * hb)),
+            curvature_ab=float(
+                (e[ci + 1, cj + 1] - e[ci + 1, cj - 1] - e[ci - 1, cj + 1] + e[ci - 1, cj - 1]) / (4 * ha * hb)
+            ),
             n_local_minima=count_local_minima(e),
             laplacian_std=float(lap.std()) if lap.size else 0.0,
             roughness=float(lap.std() / max(np.abs(lap).mean(), 1e-300)) if lap.size else 0.0,
@@ -139,9 +140,16 @@ class Landscape2D:
     def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         """Every field as a numpy array, keys prefixed (for several landscapes in one npz)."""
         fields = {
-            "a_A": self.a_A, "b_A": self.b_A, "energies": self.energies, "e0": np.float64(self.e0),
-            "directions": self.directions, "positions0_A": self.positions0_A, "numbers": self.numbers,
-            "method": np.str_(self.method), "label": np.str_(self.label), "energy_unit": np.str_(self.energy_unit),
+            "a_A": self.a_A,
+            "b_A": self.b_A,
+            "energies": self.energies,
+            "e0": np.float64(self.e0),
+            "directions": self.directions,
+            "positions0_A": self.positions0_A,
+            "numbers": self.numbers,
+            "method": np.str_(self.method),
+            "label": np.str_(self.label),
+            "energy_unit": np.str_(self.energy_unit),
         }
         return {prefix + k: np.asarray(v) for k, v in fields.items()}
 
@@ -149,11 +157,16 @@ class Landscape2D:
     def from_arrays(cls, data: Any, prefix: str = "") -> Landscape2D:
         """Inverse of :meth:`to_arrays` (``data``: a mapping such as an open npz)."""
         return cls(
-            a_A=np.asarray(data[prefix + "a_A"]), b_A=np.asarray(data[prefix + "b_A"]),
-            energies=np.asarray(data[prefix + "energies"]), e0=float(data[prefix + "e0"]),
-            directions=np.asarray(data[prefix + "directions"]), positions0_A=np.asarray(data[prefix + "positions0_A"]),
-            numbers=np.asarray(data[prefix + "numbers"]), method=str(data[prefix + "method"]),
-            label=str(data[prefix + "label"]), energy_unit=str(data[prefix + "energy_unit"]),
+            a_A=np.asarray(data[prefix + "a_A"]),
+            b_A=np.asarray(data[prefix + "b_A"]),
+            energies=np.asarray(data[prefix + "energies"]),
+            e0=float(data[prefix + "e0"]),
+            directions=np.asarray(data[prefix + "directions"]),
+            positions0_A=np.asarray(data[prefix + "positions0_A"]),
+            numbers=np.asarray(data[prefix + "numbers"]),
+            method=str(data[prefix + "method"]),
+            label=str(data[prefix + "label"]),
+            energy_unit=str(data[prefix + "energy_unit"]),
         )
 
     def save_npz(self, path: str | Path) -> None:
@@ -247,8 +260,18 @@ def energy_grid(
     e0 = float(evaluator(pos0[None])[0])
     energies = evaluator(frames).reshape(n, n) - e0
     log.info("%s: %d×%d grid over ±%.3g Å evaluated", evaluator.label, n, n, extent_A)
-    return Landscape2D(axis, axis.copy(), energies, e0, np.stack([d1, d2]), pos0, np.asarray(atoms.numbers),
-                       method, evaluator.label, evaluator.energy_unit)
+    return Landscape2D(
+        axis,
+        axis.copy(),
+        energies,
+        e0,
+        np.stack([d1, d2]),
+        pos0,
+        np.asarray(atoms.numbers),
+        method,
+        evaluator.label,
+        evaluator.energy_unit,
+    )
 
 
 def save_landscapes(

@@ -74,16 +74,34 @@ class Scan1D:
 
     def save_npz(self, path: str | Path) -> None:
         """Write every field to a compressed ``.npz``."""
-        np.savez_compressed(path, coordinate=self.coordinate, indices=np.asarray(self.indices), unit=self.unit,
-                            values=self.values, energies_eV=self.energies_eV, relaxed=self.relaxed,
-                            converged=self.converged, positions_A=self.positions_A, label=self.label)
+        np.savez_compressed(
+            path,
+            coordinate=self.coordinate,
+            indices=np.asarray(self.indices),
+            unit=self.unit,
+            values=self.values,
+            energies_eV=self.energies_eV,
+            relaxed=self.relaxed,
+            converged=self.converged,
+            positions_A=self.positions_A,
+            label=self.label,
+        )
 
     @classmethod
     def load_npz(cls, path: str | Path) -> Scan1D:
         """Read a file written by :meth:`save_npz`."""
         with np.load(path) as d:
-            return cls(str(d["coordinate"]), tuple(int(i) for i in d["indices"]), str(d["unit"]), d["values"],
-                       d["energies_eV"], bool(d["relaxed"]), d["converged"], d["positions_A"], str(d["label"]))
+            return cls(
+                str(d["coordinate"]),
+                tuple(int(i) for i in d["indices"]),
+                str(d["unit"]),
+                d["values"],
+                d["energies_eV"],
+                bool(d["relaxed"]),
+                d["converged"],
+                d["positions_A"],
+                str(d["label"]),
+            )
 
     def to_csv(self, path: str | Path) -> None:
         """Columns ``value_<unit>, energy_eV, converged``."""
@@ -107,8 +125,14 @@ def parabolic_minimum(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(xm), float(c0 + c1 * xm + c2 * xm**2)
 
 
-def scan_bond(atoms: Atoms, indices: Sequence[int], values_A: Sequence[float], relax: bool = False,
-              fmax_eV_per_A: float = 0.05, steps: int = 200) -> Scan1D:
+def scan_bond(
+    atoms: Atoms,
+    indices: Sequence[int],
+    values_A: Sequence[float],
+    relax: bool = False,
+    fmax_eV_per_A: float = 0.05,
+    steps: int = 200,
+) -> Scan1D:
     """Energy against the distance of atoms ``(i, j)``.
 
     Parameters
@@ -138,15 +162,27 @@ def scan_bond(atoms: Atoms, indices: Sequence[int], values_A: Sequence[float], r
     return _scan(atoms, "bond", indices, values_A, relax, fmax_eV_per_A, steps)
 
 
-def scan_angle(atoms: Atoms, indices: Sequence[int], values_deg: Sequence[float], relax: bool = False,
-               fmax_eV_per_A: float = 0.05, steps: int = 200) -> Scan1D:
+def scan_angle(
+    atoms: Atoms,
+    indices: Sequence[int],
+    values_deg: Sequence[float],
+    relax: bool = False,
+    fmax_eV_per_A: float = 0.05,
+    steps: int = 200,
+) -> Scan1D:
     """Energy against the angle ``i-j-k`` (vertex ``j``; ``k``'s side moves). Parameters as :func:`scan_bond`,
     with ``values_deg`` in degrees."""
     return _scan(atoms, "angle", indices, values_deg, relax, fmax_eV_per_A, steps)
 
 
-def scan_dihedral(atoms: Atoms, indices: Sequence[int], values_deg: Sequence[float], relax: bool = False,
-                  fmax_eV_per_A: float = 0.05, steps: int = 200) -> Scan1D:
+def scan_dihedral(
+    atoms: Atoms,
+    indices: Sequence[int],
+    values_deg: Sequence[float],
+    relax: bool = False,
+    fmax_eV_per_A: float = 0.05,
+    steps: int = 200,
+) -> Scan1D:
     """Energy against the dihedral ``i-j-k-l`` (``k``'s side rotates about ``j-k``). Parameters as
     :func:`scan_bond`, with ``values_deg`` in degrees (measured values are unwrapped to the targets' period)."""
     return _scan(atoms, "dihedral", indices, values_deg, relax, fmax_eV_per_A, steps)
@@ -175,8 +211,15 @@ def moving_fragment(bonds: np.ndarray, n_atoms: int, pivot: int, moving: int) ->
     return [moving] if pivot in seen else sorted(seen)
 
 
-def _scan(atoms: Atoms, coordinate: str, indices: Sequence[int], values: Sequence[float], relax: bool,
-          fmax_eV_per_A: float, steps: int) -> Scan1D:
+def _scan(
+    atoms: Atoms,
+    coordinate: str,
+    indices: Sequence[int],
+    values: Sequence[float],
+    relax: bool,
+    fmax_eV_per_A: float,
+    steps: int,
+) -> Scan1D:
     idx = tuple(int(i) for i in indices)
     if len(idx) != _N_INDICES[coordinate] or len(set(idx)) != len(idx):
         raise ValueError(f"a {coordinate} needs {_N_INDICES[coordinate]} distinct atom indices, got {list(indices)}")
@@ -205,11 +248,25 @@ def _scan(atoms: Atoms, coordinate: str, indices: Sequence[int], values: Sequenc
         converged.append(ok)
         positions.append(work.positions.copy())
     if not all(converged):
-        log.warning("%s scan: %d of %d relaxations did not converge in %d steps",
-                    coordinate, len(converged) - sum(converged), len(converged), steps)
+        log.warning(
+            "%s scan: %d of %d relaxations did not converge in %d steps",
+            coordinate,
+            len(converged) - sum(converged),
+            len(converged),
+            steps,
+        )
     label = str(getattr(atoms.calc, "metadata", {}).get("name") or type(atoms.calc).__name__)
-    return Scan1D(coordinate, idx, _UNITS[coordinate], np.asarray(vals), np.asarray(energies), relax,
-                  np.asarray(converged), np.asarray(positions), label)
+    return Scan1D(
+        coordinate,
+        idx,
+        _UNITS[coordinate],
+        np.asarray(vals),
+        np.asarray(energies),
+        relax,
+        np.asarray(converged),
+        np.asarray(positions),
+        label,
+    )
 
 
 def _set(atoms: Atoms, coordinate: str, idx: tuple[int, ...], value: float, fragment: list[int]) -> None:

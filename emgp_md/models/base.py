@@ -81,4 +81,3 @@ class Backbone(Protocol):
 
 # Optional, not part of the protocol: ``fast_energy_and_forces(model, graph, training)``, a faster
 # route to energies and forces that returns None where it does not apply (emgp_md.models.forces).
-

@@ -47,8 +47,12 @@ FORMAT_VERSION = 2
 LEGACY_VERSIONS = (1,)  # read without a content hash, with a warning
 log = logging.getLogger(__name__)
 # metadata key -> the type its value must have
-_REQUIRED_METADATA: dict[str, type | tuple[type, ...]] = {"model": dict, "species": list, "units": dict,
-                                                           "normalisation": dict}
+_REQUIRED_METADATA: dict[str, type | tuple[type, ...]] = {
+    "model": dict,
+    "species": list,
+    "units": dict,
+    "normalisation": dict,
+}
 _UNSAFE_HINT = re.compile(r"weights_only|safe_globals|trust", re.IGNORECASE)
 
 
@@ -122,8 +126,16 @@ def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], metadata:
     if bad:  # written anyway (a training run must not die here), but it will be refused on load
         log.warning("checkpoint %s has non-finite weights in %s; loading it will be refused", path, ", ".join(bad))
     meta_json = json.dumps(metadata)
-    atomic_save({"format": FORMAT, "format_version": FORMAT_VERSION, "metadata_json": meta_json, "state_dict": state,
-                 "content_sha256": content_hash(state, meta_json)}, path)
+    atomic_save(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "metadata_json": meta_json,
+            "state_dict": state,
+            "content_sha256": content_hash(state, meta_json),
+        },
+        path,
+    )
 
 
 def save_checkpoint(path: str | Path, model: EnergyModel, metadata: dict[str, Any]) -> None:
@@ -158,7 +170,9 @@ def safe_torch_load(path: str | Path, what: str = "checkpoint", map_location: An
                 f"({_safe_message(exc)}); emgp-md never unpickles code from a file. Re-create it with emgp-md "
                 "(or convert the authors' file with `emgp-md import-official IN OUT`)"
             ) from None
-        raise ModelIntegrityError(f"{what} {str(path)!r} is corrupt or not a torch file: {_safe_message(exc)}") from None
+        raise ModelIntegrityError(
+            f"{what} {str(path)!r} is corrupt or not a torch file: {_safe_message(exc)}"
+        ) from None
 
 
 def _check_metadata(path: Path, meta: Any) -> None:
@@ -169,18 +183,22 @@ def _check_metadata(path: Path, meta: Any) -> None:
         if key not in meta:
             raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata has no {key!r} key")
         if not isinstance(meta[key], kind):
-            raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata {key!r} is a {type(meta[key]).__name__}, "
-                                      f"expected a {'JSON object' if kind is dict else 'list'}")
+            raise ModelIntegrityError(
+                f"checkpoint {str(path)!r}: metadata {key!r} is a {type(meta[key]).__name__}, "
+                f"expected a {'JSON object' if kind is dict else 'list'}"
+            )
     if not all(isinstance(z, int) and not isinstance(z, bool) for z in meta["species"]):
-        raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata 'species' must be atomic numbers (integers), "
-                                  f"got {meta['species']!r}")
+        raise ModelIntegrityError(
+            f"checkpoint {str(path)!r}: metadata 'species' must be atomic numbers (integers), got {meta['species']!r}"
+        )
     if not isinstance(meta["units"].get("energy"), str):
         raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata 'units' has no 'energy' unit string")
     for key in ("energy_scale", "energy_shift"):
         value = meta["normalisation"].get(key)
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata 'normalisation' {key!r} must be a finite "
-                                      f"number, got {value!r}")
+            raise ModelIntegrityError(
+                f"checkpoint {str(path)!r}: metadata 'normalisation' {key!r} must be a finite number, got {value!r}"
+            )
     if not isinstance(meta.get("topology"), dict | None):
         raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata 'topology' must be a JSON object or null")
 
@@ -188,15 +206,20 @@ def _check_metadata(path: Path, meta: Any) -> None:
 def _check_content(path: Path, raw: dict[str, Any], version: int) -> tuple[dict[str, torch.Tensor], str]:
     """The state dict and metadata JSON of ``raw``, checked against its content hash and for finite weights."""
     state, meta_json = raw.get("state_dict"), raw.get("metadata_json")
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise ModelIntegrityError(f"checkpoint {str(path)!r}: 'state_dict' is not a dict of named tensors")
     if not isinstance(meta_json, str):
         raise ModelIntegrityError(f"checkpoint {str(path)!r}: 'metadata_json' is not a string")
     expected = raw.get("content_sha256")
     if version in LEGACY_VERSIONS:
-        log.warning("checkpoint %s (format version %d) carries no content hash, so its integrity cannot be "
-                    "checked; re-save it to add one", path, version)
+        log.warning(
+            "checkpoint %s (format version %d) carries no content hash, so its integrity cannot be "
+            "checked; re-save it to add one",
+            path,
+            version,
+        )
     elif not isinstance(expected, str):
         raise ModelIntegrityError(f"checkpoint {str(path)!r} (format version {version}) has no content hash")
     else:
@@ -208,8 +231,9 @@ def _check_content(path: Path, raw: dict[str, Any], version: int) -> tuple[dict[
             )
     bad = non_finite_tensors(state)
     if bad:
-        raise ModelIntegrityError(f"checkpoint {str(path)!r} has non-finite (NaN or inf) weights in "
-                                  f"{len(bad)} tensor(s): {', '.join(bad)}")
+        raise ModelIntegrityError(
+            f"checkpoint {str(path)!r} has non-finite (NaN or inf) weights in {len(bad)} tensor(s): {', '.join(bad)}"
+        )
     return state, meta_json
 
 
@@ -237,8 +261,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise ValueError(f"{str(path)!r} is not an emgp-md checkpoint{hint}")
     version = raw.get("format_version")
     if version != FORMAT_VERSION and version not in LEGACY_VERSIONS:
-        raise ValueError(f"checkpoint {str(path)!r} has format version {version}; this emgp-md reads "
-                         f"{', '.join(map(str, (*LEGACY_VERSIONS, FORMAT_VERSION)))}")
+        raise ValueError(
+            f"checkpoint {str(path)!r} has format version {version}; this emgp-md reads "
+            f"{', '.join(map(str, (*LEGACY_VERSIONS, FORMAT_VERSION)))}"
+        )
     state, meta_json = _check_content(path, raw, version)
     try:
         meta = json.loads(meta_json)
@@ -256,8 +282,9 @@ def load_checkpoint(path: str | Path) -> tuple[EnergyModel, dict[str, Any]]:
         cfg = from_dict(ModelConfig, meta["model"])
         model = build_model(cfg, energy_scale=norm["energy_scale"], energy_shift=norm["energy_shift"])
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata 'model' is not a valid model configuration "
-                                  f"({exc})") from None
+        raise ModelIntegrityError(
+            f"checkpoint {str(path)!r}: metadata 'model' is not a valid model configuration ({exc})"
+        ) from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -14,8 +14,14 @@ from emgp_md.data.hypergraph import Hypergraph
 
 #: Colour-blind-friendly qualitative palette (Okabe–Ito), RGB in 0..1, reused cyclically.
 PALETTE: tuple[tuple[float, float, float], ...] = (
-    (0.90, 0.62, 0.00), (0.34, 0.71, 0.91), (0.00, 0.62, 0.45), (0.94, 0.89, 0.26),
-    (0.00, 0.45, 0.70), (0.84, 0.37, 0.00), (0.80, 0.47, 0.65), (0.60, 0.60, 0.60),
+    (0.90, 0.62, 0.00),
+    (0.34, 0.71, 0.91),
+    (0.00, 0.62, 0.45),
+    (0.94, 0.89, 0.26),
+    (0.00, 0.45, 0.70),
+    (0.84, 0.37, 0.00),
+    (0.80, 0.47, 0.65),
+    (0.60, 0.60, 0.60),
 )
 
 
@@ -35,8 +41,13 @@ def _single_bond_mol(hg: Hypergraph) -> Any:
     return mol
 
 
-def draw_fragments(hg: Hypergraph, mol: Any = None, path: str | Path | None = None,
-                   size: tuple[int, int] = (720, 540), legend: str | None = None) -> bytes:
+def draw_fragments(
+    hg: Hypergraph,
+    mol: Any = None,
+    path: str | Path | None = None,
+    size: tuple[int, int] = (720, 540),
+    legend: str | None = None,
+) -> bytes:
     """Draw the molecule with atoms and bonds coloured by fragment.
 
     Parameters
@@ -78,8 +89,10 @@ def draw_fragments(hg: Hypergraph, mol: Any = None, path: str | Path | None = No
     drawer = rdMolDraw2D.MolDraw2DCairo(*size)
     drawer.drawOptions().addAtomIndices = True
     if legend is None:
-        legend = (f"{hg.options.mode}: {hg.n_hyperedges} fragments, {hg.n_anchored} anchored hyperedges, "
-                  f"{hg.n_incidences} incidences")
+        legend = (
+            f"{hg.options.mode}: {hg.n_hyperedges} fragments, {hg.n_anchored} anchored hyperedges, "
+            f"{hg.n_incidences} incidences"
+        )
     drawer.DrawMoleculeWithHighlights(depict, legend, atom_colours, bond_colours, {}, {})
     drawer.FinishDrawing()
     png = drawer.GetDrawingText()

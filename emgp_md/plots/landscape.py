@@ -53,13 +53,16 @@ def _summary_text(land: Landscape2D) -> str:
     s = land.summary()
     unit = "a.u." if land.energy_unit == "arbitrary" else "eV"
     edge = " (on the grid edge)" if s.min_on_edge else ""
-    return (f"minimum at a={s.min_a_A:+.2f}, b={s.min_b_A:+.2f} Å: {s.min_distance_A:.2f} Å from X₀{edge}\n"
-            f"E(min) − E(X₀) = {s.energy_drop:.3g} {unit};  local minima on the grid: {s.n_local_minima}\n"
-            f"curvature at X₀: {s.curvature_a:.3g}, {s.curvature_b:.3g} {unit}/Å²;  roughness {s.roughness:.2f}")
+    return (
+        f"minimum at a={s.min_a_A:+.2f}, b={s.min_b_A:+.2f} Å: {s.min_distance_A:.2f} Å from X₀{edge}\n"
+        f"E(min) − E(X₀) = {s.energy_drop:.3g} {unit};  local minima on the grid: {s.n_local_minima}\n"
+        f"curvature at X₀: {s.curvature_a:.3g}, {s.curvature_b:.3g} {unit}/Å²;  roughness {s.roughness:.2f}"
+    )
 
 
-def draw_landscape(ax: Any, land: Landscape2D, vmin: float | None = None, vmax: float | None = None,
-                   colorbar: bool = True) -> Any:
+def draw_landscape(
+    ax: Any, land: Landscape2D, vmin: float | None = None, vmax: float | None = None, colorbar: bool = True
+) -> Any:
     """Draw one landscape on ``ax``: filled contours, contour lines, X₀ and the grid minimum marked."""
     e = land.energies.T  # rows = b (y), columns = a (x)
     vmin = float(e.min()) if vmin is None else vmin
@@ -70,8 +73,18 @@ def draw_landscape(ax: Any, land: Landscape2D, vmin: float | None = None, vmax: 
     ax.contour(land.a_A, land.b_A, e, levels=levels[::2], colors="white", linewidths=0.4, alpha=0.6)
     s = land.summary()
     ax.plot(0, 0, marker="P", ms=11, color="white", mec="black", ls="none", label="X₀ (reference)", clip_on=False)
-    ax.plot(s.min_a_A, s.min_b_A, marker="*", ms=15, color="tab:red", mec="white", ls="none", label="grid minimum",
-            clip_on=False, zorder=5)
+    ax.plot(
+        s.min_a_A,
+        s.min_b_A,
+        marker="*",
+        ms=15,
+        color="tab:red",
+        mec="white",
+        ls="none",
+        label="grid minimum",
+        clip_on=False,
+        zorder=5,
+    )
     ax.set_aspect("equal")
     ax.set_xlabel("a along d₁ (Å, RMS per atom)")
     ax.set_ylabel("b along d₂ (Å, RMS per atom)")
@@ -93,8 +106,9 @@ def plot_landscape(land: Landscape2D, title: str | None = None) -> Any:
     return fig
 
 
-def plot_landscapes(landscapes: Mapping[str, Landscape2D], shared_scale: bool = False, title: str | None = None,
-                    ncols: int = 4) -> Any:
+def plot_landscapes(
+    landscapes: Mapping[str, Landscape2D], shared_scale: bool = False, title: str | None = None, ncols: int = 4
+) -> Any:
     """Side-by-side landscapes of several models on the same directions.
 
     Parameters
@@ -117,19 +131,26 @@ def plot_landscapes(landscapes: Mapping[str, Landscape2D], shared_scale: bool = 
     cols = max(1, min(ncols, len(items)))
     rows = -(-len(items) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6.3 * cols + 0.8 * shared, 6.0 * rows), squeeze=False)
-    for ax in axes.flat[len(items):]:
+    for ax in axes.flat[len(items) :]:
         ax.axis("off")
     filled = None
     for ax, (name, land) in zip(axes.flat, items):
         filled = draw_landscape(ax, land, lo, hi, colorbar=not shared)
         ax.set_title(name, fontsize=11)
         ax.text(0.5, -0.14, _summary_text(land), transform=ax.transAxes, ha="center", va="top", fontsize=8)
-    text = textwrap.fill(title or f"Energy landscape around X₀ — directions: {items[0][1].method}",
-                         width=int(11 * fig.get_figwidth()))
+    text = textwrap.fill(
+        title or f"Energy landscape around X₀ — directions: {items[0][1].method}", width=int(11 * fig.get_figwidth())
+    )
     fig.suptitle(text, fontsize=12)
     top = 1.0 - (0.12 + 0.045 * text.count("\n")) / rows
-    fig.subplots_adjust(bottom=0.22 / rows, top=top, left=0.07 + 0.05 * (len(items) == 1), wspace=0.35,
-                        hspace=0.45, right=0.88 if shared else 0.95)
+    fig.subplots_adjust(
+        bottom=0.22 / rows,
+        top=top,
+        left=0.07 + 0.05 * (len(items) == 1),
+        wspace=0.35,
+        hspace=0.45,
+        right=0.88 if shared else 0.95,
+    )
     if shared and filled is not None:
         cax = fig.add_axes((0.9, 0.3, 0.015, 0.55))
         cbar = fig.colorbar(filled, cax=cax, ticks=_ticks(lo, hi), format="%.2g")
@@ -177,9 +198,11 @@ def plot_pc_energy_map(pcmap: PCEnergyMap, title: str | None = None) -> Any:
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.2), sharex=True, sharey=True)
     x, y = pcmap.coords_A[:, 0], pcmap.coords_A[:, 1]
     same_scale = {"cmap": "viridis", "vmin": lo, "vmax": hi}
-    panels = [(ref, "reference: E − mean (eV)", same_scale),
-              (model, f"{pcmap.label}: E − mean (eV)", same_scale),
-              (err, "error − mean error (eV)", {"cmap": "RdBu_r", "norm": TwoSlopeNorm(0.0, -lim, lim)})]
+    panels = [
+        (ref, "reference: E − mean (eV)", same_scale),
+        (model, f"{pcmap.label}: E − mean (eV)", same_scale),
+        (err, "error − mean error (eV)", {"cmap": "RdBu_r", "norm": TwoSlopeNorm(0.0, -lim, lim)}),
+    ]
     for ax, (values, label, kwargs) in zip(axes, panels):
         sc = ax.scatter(x, y, c=values, s=14, edgecolors="none", **kwargs)
         fig.colorbar(sc, ax=ax, shrink=0.9, format="%.3g").set_label(label)
@@ -188,11 +211,15 @@ def plot_pc_energy_map(pcmap: PCEnergyMap, title: str | None = None) -> Any:
         ax.grid(alpha=0.25)
     axes[0].set_ylabel(f"PC 2 (Å, RMS per atom; {100 * pcmap.explained_variance_ratio[1]:.0f}% of variance)")
     s = pcmap.summary()
-    axes[2].set_title(f"error = model − reference: MAE {s['energy_mae_meV']:.3g} meV,\n"
-                      f"mean {s['energy_mean_error_meV']:+.3g} meV (subtracted in the colours)", fontsize=10)
+    axes[2].set_title(
+        f"error = model − reference: MAE {s['energy_mae_meV']:.3g} meV,\n"
+        f"mean {s['energy_mean_error_meV']:+.3g} meV (subtracted in the colours)",
+        fontsize=10,
+    )
     axes[0].set_title("reference energy", fontsize=10)
     axes[1].set_title("model energy (same colour scale)", fontsize=10)
-    fig.suptitle(title or f"{pcmap.label} on {s['n_frames']} frames, principal-component plane (+ = reference X₀)",
-                 fontsize=12)
+    fig.suptitle(
+        title or f"{pcmap.label} on {s['n_frames']} frames, principal-component plane (+ = reference X₀)", fontsize=12
+    )
     fig.tight_layout()
     return fig

@@ -52,8 +52,14 @@ def plot_learning_curve(log_csv: str | Path) -> Any:
         if kinds[k] != kinds[k - 1]:
             for ax in (ax1, ax2):
                 ax.axvline(cols["epoch"][k], color="grey", ls=":", lw=1)
-            ax1.annotate(f" {kinds[k - 1]} → {kinds[k]} loss", (cols["epoch"][k], ax1.get_ylim()[0]),
-                         fontsize=8, color="grey", ha="left", va="bottom")
+            ax1.annotate(
+                f" {kinds[k - 1]} → {kinds[k]} loss",
+                (cols["epoch"][k], ax1.get_ylim()[0]),
+                fontsize=8,
+                color="grey",
+                ha="left",
+                va="bottom",
+            )
     ax2.plot(cols["epoch"], cols["val_force_mae"], label="force MAE (kcal/mol/Å)")
     ax2.plot(cols["epoch"], cols["val_energy_mae"], label="energy MAE (kcal/mol)")
     ax2.set_xlabel("epoch")

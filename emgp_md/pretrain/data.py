@@ -42,8 +42,9 @@ class ConformerSamples:
         return self.dataset[k - self.dataset[k].conformer].pos  # type: ignore[index]
 
 
-def load_split(root: str | Path, n_val_molecules: int, seed: int, max_conformers: int | None = None
-               ) -> tuple[ConformerSamples, ConformerSamples]:
+def load_split(
+    root: str | Path, n_val_molecules: int, seed: int, max_conformers: int | None = None
+) -> tuple[ConformerSamples, ConformerSamples]:
     """Train and validation samples of a conformer set, split by molecule (seeded).
 
     ``max_conformers`` keeps a seeded subset of the training conformers.

@@ -58,7 +58,7 @@ def level_diagnostics(
 ) -> LevelDiagnostics:
     """Evaluate INP accuracy and force/target cosines at every level on ``conformers``."""
     if not isinstance(model.head, PooledEnergyHead):
-        raise ValueError("pretraining diagnostics need a model with the pretraining ('pooled') energy head")
+        raise TypeError("pretraining diagnostics need a model with the pretraining ('pooled') energy head")
     model = model.to(dtype).eval()
     n_levels = len(sigmas_A)
     acc, near, cos_r, cos_g = (np.zeros(n_levels) for _ in range(4))

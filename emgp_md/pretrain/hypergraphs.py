@@ -105,8 +105,11 @@ def build_pretrain_hypergraph(topology: Topology, pos_A: np.ndarray, options: An
 
 def graph_key(topology: Topology) -> tuple[str, bytes, bytes]:
     """Cache key of a molecule without an id: its atomic numbers and bonds."""
-    return ("graph", np.ascontiguousarray(topology.z, dtype=np.int64).tobytes(),
-            np.ascontiguousarray(topology.bonds, dtype=np.int64).tobytes())
+    return (
+        "graph",
+        np.ascontiguousarray(topology.z, dtype=np.int64).tobytes(),
+        np.ascontiguousarray(topology.bonds, dtype=np.int64).tobytes(),
+    )
 
 
 class HypergraphCache:
@@ -134,8 +137,9 @@ class HypergraphCache:
         Look-ups of failed molecules (conformers left out of batches).
     """
 
-    def __init__(self, options: Any, max_molecules: int | None = None,
-                 builder: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self, options: Any, max_molecules: int | None = None, builder: Callable[..., Any] | None = None
+    ) -> None:
         self.options = options
         self.max_molecules = max_molecules
         self.builder = builder or build_pretrain_hypergraph
@@ -149,8 +153,14 @@ class HypergraphCache:
     def __len__(self) -> int:
         return len(self._store)
 
-    def get(self, key: Hashable, topology: Topology, reference_pos: Callable[[], np.ndarray],
-            smiles: str | None = None, name: str | None = None) -> Topology | None:
+    def get(
+        self,
+        key: Hashable,
+        topology: Topology,
+        reference_pos: Callable[[], np.ndarray],
+        smiles: str | None = None,
+        name: str | None = None,
+    ) -> Topology | None:
         """The molecule's topology with its hypergraph, or None when its fragmentation failed.
 
         ``reference_pos()`` gives the clean reference geometry (Å); it is called only to build.
@@ -170,8 +180,12 @@ class HypergraphCache:
             self.failed[key] = str(exc)
             self.failures.append({"molecule": label, "reason": str(exc)})
             self.skipped_samples += 1
-            log.warning("molecule %s skipped: no SE3Set hypergraph (%s); %d molecule(s) skipped so far",
-                        label, exc, len(self.failed))
+            log.warning(
+                "molecule %s skipped: no SE3Set hypergraph (%s); %d molecule(s) skipped so far",
+                label,
+                exc,
+                len(self.failed),
+            )
             return None
         self.built += 1
         self._store[key] = topo
@@ -182,8 +196,13 @@ class HypergraphCache:
 
     def stats(self) -> dict[str, Any]:
         """JSON-able counts: built, hits, cached, failed molecules, skipped conformers."""
-        return {"built": self.built, "hits": self.hits, "cached": len(self._store),
-                "failed_molecules": len(self.failed), "skipped_samples": self.skipped_samples}
+        return {
+            "built": self.built,
+            "hits": self.hits,
+            "cached": len(self._store),
+            "failed_molecules": len(self.failed),
+            "skipped_samples": self.skipped_samples,
+        }
 
 
 def _formula(topology: Topology) -> str:
@@ -214,9 +233,13 @@ class HypergraphSamples:
             rec = record(i)
             if rec.topology.hypergraph is not None:
                 return rec.topology, rec.pos
-            topo = self.cache.get(("mol", rec.mol_index), rec.topology,
-                                  lambda: self.data.reference_positions(i),  # type: ignore[attr-defined]
-                                  smiles=rec.smiles, name=f"{rec.mol_index} ({rec.smiles})")
+            topo = self.cache.get(
+                ("mol", rec.mol_index),
+                rec.topology,
+                lambda: self.data.reference_positions(i),  # type: ignore[attr-defined]
+                smiles=rec.smiles,
+                name=f"{rec.mol_index} ({rec.smiles})",
+            )
             return None if topo is None else (topo, rec.pos)
         topology, pos = self.data[i]
         if topology.hypergraph is not None:

@@ -20,9 +20,7 @@ def center(pos: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tenso
     return pos - (sum_pool(pos, batch, n_graphs) / counts).index_select(0, batch)
 
 
-def riemann_score(
-    pos_noisy: torch.Tensor, pos_clean: torch.Tensor, batch: torch.Tensor, n_graphs: int
-) -> torch.Tensor:
+def riemann_score(pos_noisy: torch.Tensor, pos_clean: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
     """Riemann-Gaussian score (Jiao et al. 2023, the EFP force target): the α-normalised direction
     ``s = -(Ỹ A - Y B)/α`` per atom (docs/method.md §2.3 for the distribution, §2.5 for the score).
 
@@ -34,11 +32,15 @@ def riemann_score(
     a = sum_pool(y_t.unsqueeze(2) * y_t.unsqueeze(1), batch, n_graphs)  # (n_graphs, 3, 3)
     b = sum_pool(y.unsqueeze(2) * y_t.unsqueeze(1), batch, n_graphs)
     alpha = ((a.flatten(1).norm(dim=1) + b.flatten(1).norm(dim=1)) / 2).detach()
-    s = torch.einsum("nj,njk->nk", y_t, a.index_select(0, batch)) - torch.einsum("nj,njk->nk", y, b.index_select(0, batch))
+    s = torch.einsum("nj,njk->nk", y_t, a.index_select(0, batch)) - torch.einsum(
+        "nj,njk->nk", y, b.index_select(0, batch)
+    )
     return -s / alpha.index_select(0, batch).unsqueeze(1)
 
 
-def perturb_gaussian(pos: torch.Tensor, sigma_per_atom: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def perturb_gaussian(
+    pos: torch.Tensor, sigma_per_atom: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``X̃ = X + σ ξ`` (the released sampler: one Langevin step from X has zero drift)."""
     noise = torch.randn(pos.shape, generator=generator, dtype=pos.dtype, device=pos.device)
     return pos + sigma_per_atom.unsqueeze(1) * noise

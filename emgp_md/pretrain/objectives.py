@@ -34,7 +34,12 @@ class NoiseDraw:
 
 
 def draw_noise(
-    sample_ids: Sequence[int], n_atoms: Sequence[int], n_levels: int, steps: int, seed: int, epoch: int,
+    sample_ids: Sequence[int],
+    n_atoms: Sequence[int],
+    n_levels: int,
+    steps: int,
+    seed: int,
+    epoch: int,
     dtype: torch.dtype = torch.float32,
 ) -> NoiseDraw:
     """One noise level per molecule and Gaussian noise per atom, each from its own seeded generator."""
@@ -105,7 +110,9 @@ def denoising_loss(
         if not need_pred:
             return None, pooled
         d_noisy = _pairwise_distance(noisy.pos, noisy.edge_index)
-        target = (_pairwise_distance(graph.pos, graph.edge_index) - d_noisy) / sigma_atom.index_select(0, graph.edge_index[0])
+        target = (_pairwise_distance(graph.pos, graph.edge_index) - d_noisy) / sigma_atom.index_select(
+            0, graph.edge_index[0]
+        )
         err = (model.distance_head(h, noisy.edge_index, d_noisy) - target) ** 2
         edge_graph = graph.batch.index_select(0, graph.edge_index[0])
         per_mol = sum_pool(err, edge_graph, graph.n_graphs)

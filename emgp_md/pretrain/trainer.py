@@ -39,13 +39,33 @@ from emgp_md.training.loop import Budgets, EpochOutcome, Progress, ResumableLoop
 log = logging.getLogger(__name__)
 Sample = tuple[Topology, np.ndarray]
 EMPTY = {"n": 0.0, "efp": 0.0, "inp": 0.0, "correct": 0.0}
-FIELDS = ["epoch", "lr", "train_loss", "train_efp", "train_inp", "train_inp_acc", "val_loss", "val_efp", "val_inp",
-          "val_inp_acc", "skipped_steps", "conformers_per_s", "wall_s"]
+FIELDS = [
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_efp",
+    "train_inp",
+    "train_inp_acc",
+    "val_loss",
+    "val_efp",
+    "val_inp",
+    "val_inp_acc",
+    "skipped_steps",
+    "conformers_per_s",
+    "wall_s",
+]
 VAL_EPOCH = 1_000_003  # a fixed noise stream for validation, never an epoch number
 
 
-def run_batch(model: EnergyModel, data: Sequence[Sample | None], ids: Sequence[int], cfg: PretrainConfig,
-              sigmas: torch.Tensor, epoch: int, info: DistInfo) -> tuple[torch.Tensor | None, dict[str, float]]:
+def run_batch(
+    model: EnergyModel,
+    data: Sequence[Sample | None],
+    ids: Sequence[int],
+    cfg: PretrainConfig,
+    sigmas: torch.Tensor,
+    epoch: int,
+    info: DistInfo,
+) -> tuple[torch.Tensor | None, dict[str, float]]:
     """Loss of this process's share of the global batch ``ids`` (None when the share is empty).
 
     Samples that are None (molecules skipped for want of a hypergraph) are left out; the loss is
@@ -66,13 +86,26 @@ def run_batch(model: EnergyModel, data: Sequence[Sample | None], ids: Sequence[i
 def _summary(sums: torch.Tensor, cfg: PretrainConfig) -> dict[str, float]:
     n, efp, inp, correct = (float(v) for v in sums)
     n = max(n, 1.0)
-    return {"loss": (cfg.efp_weight * efp + cfg.inp_weight * inp) / n, "efp": efp / n, "inp": inp / n,
-            "inp_acc": correct / n}
+    return {
+        "loss": (cfg.efp_weight * efp + cfg.inp_weight * inp) / n,
+        "efp": efp / n,
+        "inp": inp / n,
+        "inp_acc": correct / n,
+    }
 
 
-def _train_step(model: EnergyModel, opt: torch.optim.Optimizer, data: Sequence[Sample | None], ids: list[int],
-                cfg: PretrainConfig, sigmas: torch.Tensor, epoch: int, step: int, info: DistInfo,
-                loop: ResumableLoop) -> torch.Tensor:
+def _train_step(
+    model: EnergyModel,
+    opt: torch.optim.Optimizer,
+    data: Sequence[Sample | None],
+    ids: list[int],
+    cfg: PretrainConfig,
+    sigmas: torch.Tensor,
+    epoch: int,
+    step: int,
+    info: DistInfo,
+    loop: ResumableLoop,
+) -> torch.Tensor:
     """One optimizer step on the global batch ``ids`` (skipped, and counted, on a non-finite gradient).
 
     Returns this process's sums (conformers, EFP, INP, correct INP) as a float64 tensor.
@@ -91,8 +124,9 @@ def _train_step(model: EnergyModel, opt: torch.optim.Optimizer, data: Sequence[S
     return torch.tensor([st["n"], st["efp"], st["inp"], st["correct"]], dtype=torch.float64)
 
 
-def validate(model: EnergyModel, data: Sequence[Sample], cfg: PretrainConfig, sigmas: torch.Tensor,
-             info: DistInfo) -> dict[str, float]:
+def validate(
+    model: EnergyModel, data: Sequence[Sample], cfg: PretrainConfig, sigmas: torch.Tensor, info: DistInfo
+) -> dict[str, float]:
     """Losses on the validation molecules with a fixed noise stream (gradients on, no update)."""
     sums = torch.zeros(4, dtype=torch.float64)
     for start in range(0, len(data), cfg.batch_size):
@@ -103,13 +137,25 @@ def validate(model: EnergyModel, data: Sequence[Sample], cfg: PretrainConfig, si
 
 
 def _metadata(cfg: PretrainConfig, sigmas: torch.Tensor, train_size: int) -> dict[str, Any]:
-    return make_metadata(cfg.model, list(range(1, 100)), "arbitrary", kind="pretrained", name=f"pretrain-{cfg.variant}",
-                         sigmas_A=[float(s) for s in sigmas],
-                         provenance={"data": cfg.data, "n_train_conformers": train_size, "config": to_dict(cfg)})
+    return make_metadata(
+        cfg.model,
+        list(range(1, 100)),
+        "arbitrary",
+        kind="pretrained",
+        name=f"pretrain-{cfg.variant}",
+        sigmas_A=[float(s) for s in sigmas],
+        provenance={"data": cfg.data, "n_train_conformers": train_size, "config": to_dict(cfg)},
+    )
 
 
-def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample], out_dir: str | Path,
-             resume: bool = False, info: DistInfo | None = None) -> dict[str, Any]:
+def pretrain(
+    cfg: PretrainConfig,
+    train: Sequence[Sample],
+    val: Sequence[Sample],
+    out_dir: str | Path,
+    resume: bool = False,
+    info: DistInfo | None = None,
+) -> dict[str, Any]:
     """Pretrain ``cfg.model`` on conformers; writes ``state.pt``, ``best.pt``, ``last.pt``, ``log.csv``.
 
     ``state.pt`` is saved atomically every ``checkpoint_every_steps`` steps and every epoch, so a
@@ -148,8 +194,19 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.min_lr)
     budgets = Budgets(cfg.epochs, max_wall_time_s=cfg.max_wall_time_s, cpu_s=cfg.cpu_budget_s)
-    loop = ResumableLoop(out, model, opt, sched, budgets, log_fields=FIELDS, layout="step", counters={"skipped": 0},
-                         info=info, fresh_removes=("log.csv", "hypergraphs.json"), map_location=info.device)
+    loop = ResumableLoop(
+        out,
+        model,
+        opt,
+        sched,
+        budgets,
+        log_fields=FIELDS,
+        layout="step",
+        counters={"skipped": 0},
+        info=info,
+        fresh_removes=("log.csv", "hypergraphs.json"),
+        map_location=info.device,
+    )
     loop.start(resume, to_dict(cfg))
     meta = _metadata(cfg, sigmas, len(train))
     n_batches = math.ceil(len(train) / cfg.batch_size)
@@ -173,27 +230,40 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
         sched.step()
         train_sums = allreduce_sum(sums, info)
         if first_step < n_batches and float(train_sums[0]) == 0:
-            raise RuntimeError(f"no training conformer could be used in epoch {epoch}: every molecule was skipped"
-                               + ("" if cache is None else f" ({len(cache.failed)} failed fragmentation)"))
+            raise RuntimeError(
+                f"no training conformer could be used in epoch {epoch}: every molecule was skipped"
+                + ("" if cache is None else f" ({len(cache.failed)} failed fragmentation)")
+            )
         train_sum = _summary(train_sums, cfg)
         model.eval()
         val_sum = validate(model, val, cfg, sigmas, info)
         if cache is not None:
             _report_hypergraphs(cache, epoch, out, info)
-        row = {"lr": lr, **{f"train_{k}": v for k, v in train_sum.items()}, **{f"val_{k}": v for k, v in val_sum.items()},
-               "skipped_steps": loop.counters["skipped"], "conformers_per_s": rate}
+        row = {
+            "lr": lr,
+            **{f"train_{k}": v for k, v in train_sum.items()},
+            **{f"val_{k}": v for k, v in val_sum.items()},
+            "skipped_steps": loop.counters["skipped"],
+            "conformers_per_s": rate,
+        }
         postfix = {"val_loss": f"{val_sum['loss']:.3f}", "val_acc": f"{val_sum['inp_acc']:.2f}"}
         return EpochOutcome(val_sum["loss"], row, postfix, {"val": val_sum})
 
     def save_model(name: str) -> Callable[[int, EpochOutcome], None]:
         def save(epoch: int, outcome: EpochOutcome) -> None:
             save_checkpoint(out / name, model, {**meta, "metrics": {"epoch": epoch, "val": outcome.extra["val"]}})
+
         return save
 
     loop.run(run_epoch, save_model("best.pt"), Progress("pretrain", n_batches), on_epoch_end=save_model("last.pt"))
     best, wall, skipped = loop.best, loop.wall_s, loop.counters["skipped"]
-    result = {"best_val_loss": best, "epochs": cfg.epochs, "wall_s": wall, "skipped_steps": skipped,
-              "cpu_s": loop.budget.used_s()}
+    result = {
+        "best_val_loss": best,
+        "epochs": cfg.epochs,
+        "wall_s": wall,
+        "skipped_steps": skipped,
+        "cpu_s": loop.budget.used_s(),
+    }
     if cache is not None:
         result["hypergraphs"] = cache.stats()
     if info.is_main:  # written last: its presence means the run ended normally
@@ -204,8 +274,14 @@ def pretrain(cfg: PretrainConfig, train: Sequence[Sample], val: Sequence[Sample]
 def _report_hypergraphs(cache: HypergraphCache, epoch: int, out: Path, info: DistInfo) -> None:
     """Log this process's hypergraph counts; the main process appends them to ``hypergraphs.json``."""
     stats = cache.stats()
-    log.info("epoch %d hypergraphs: %d built, %d reused, %d molecule(s) skipped (%d conformer look-ups)", epoch,
-             stats["built"], stats["hits"], stats["failed_molecules"], stats["skipped_samples"])
+    log.info(
+        "epoch %d hypergraphs: %d built, %d reused, %d molecule(s) skipped (%d conformer look-ups)",
+        epoch,
+        stats["built"],
+        stats["hits"],
+        stats["failed_molecules"],
+        stats["skipped_samples"],
+    )
     if not info.is_main:
         return
     path = out / "hypergraphs.json"

@@ -41,7 +41,9 @@ def verify_shipped_file(name: str, path: Path, expected: str | None) -> None:
     """Raise :class:`~emgp_md.errors.ModelIntegrityError` unless ``path`` hashes to ``expected``."""
     from emgp_md.errors import ModelIntegrityError
 
-    reinstall = "Reinstall the emgp-md package (pip install --force-reinstall from where you installed it) to restore it"
+    reinstall = (
+        "Reinstall the emgp-md package (pip install --force-reinstall from where you installed it) to restore it"
+    )
     if not path.is_file():
         raise ModelIntegrityError(f"shipped model {name!r}: file {str(path)!r} is missing. {reinstall}")
     if not expected:

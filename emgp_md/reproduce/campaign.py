@@ -219,7 +219,11 @@ def run_campaign(cfg: CampaignConfig, dry_run: bool = False, only: list[str] | N
     status: dict[str, int] = {}
     dependent = {s.name for s in cfg.finetune if (s.pretrained or "").startswith("@")}
     fine = finetune_jobs(cfg)
-    phases = ([j for j in fine if j.name not in dependent], pretrain_jobs(cfg), [j for j in fine if j.name in dependent])
+    phases = (
+        [j for j in fine if j.name not in dependent],
+        pretrain_jobs(cfg),
+        [j for j in fine if j.name in dependent],
+    )
     for phase in phases:
         todo = [j for j in phase if only is None or j.name in only]
         with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:

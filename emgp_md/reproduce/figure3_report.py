@@ -28,8 +28,12 @@ log = logging.getLogger(__name__)
 BACKBONE_LABELS = {"egnn": "EGNN", "schnet": "SchNet", "et": "ET", "se3set": "SE3Set"}
 INITS = ("scratch", "pretrained")
 #: Test metrics of a row, in table order: (metrics key, column label).
-METRICS = (("force_mae_kcal_mol_A", "F kcal/mol/Å"), ("energy_mae_kcal_mol", "E kcal/mol"),
-           ("force_mae_meV_A", "F meV/Å"), ("energy_mae_meV", "E meV"))
+METRICS = (
+    ("force_mae_kcal_mol_A", "F kcal/mol/Å"),
+    ("energy_mae_kcal_mol", "E kcal/mol"),
+    ("force_mae_meV_A", "F meV/Å"),
+    ("energy_mae_meV", "E meV"),
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,9 @@ def spec_rows(cfg: CampaignConfig) -> list[SpecRow]:
             continue
         model = dict(job.config.get("model") or {})
         pretrained = job.config.get("pretrained")
-        rows[job.name] = SpecRow(job.name, str(model.get("backbone", "egnn")),
-                                 "pretrained" if pretrained else "scratch", model, pretrained)
+        rows[job.name] = SpecRow(
+            job.name, str(model.get("backbone", "egnn")), "pretrained" if pretrained else "scratch", model, pretrained
+        )
     return list(rows.values())
 
 
@@ -112,9 +117,11 @@ def budget_text(cfg: CampaignConfig) -> str:
     fine, pre = _budgets(finetune_jobs(cfg)), _budgets(pretrain_jobs(cfg))
     if fine is None and pre is None:
         return ""
-    return (f"CPU budget per run (`cpu_budget_s`, CPU seconds of the training process, 1 thread): "
-            f"fine-tuning {fine or 'none'}, pretraining {pre or 'none'}; a run ends, finished, at the first batch "
-            f"past it or when its epochs are done, whichever comes first (the CPU time columns say which).")
+    return (
+        f"CPU budget per run (`cpu_budget_s`, CPU seconds of the training process, 1 thread): "
+        f"fine-tuning {fine or 'none'}, pretraining {pre or 'none'}; a run ends, finished, at the first batch "
+        f"past it or when its epochs are done, whichever comes first (the CPU time columns say which)."
+    )
 
 
 def budget_caption(cfg: CampaignConfig) -> str:
@@ -123,13 +130,14 @@ def budget_caption(cfg: CampaignConfig) -> str:
     return f"CPU budget per run: fine-tuning {fine or 'no limit'}, pretraining {pre or 'no limit'}"
 
 
-def backbone_table(results: dict, rows: list[SpecRow], molecules: list[str],
-                   parameters: dict[str, int | None]) -> str:
+def backbone_table(results: dict, rows: list[SpecRow], molecules: list[str], parameters: dict[str, int | None]) -> str:
     """Markdown table: one row per spec, test MAEs per molecule, epochs, CPU time (the training
     process's, ``cpu_s`` of metrics.json) and wall time per molecule."""
     cols = [f"{mol} {label}" for mol in molecules for _, label in METRICS]
-    lines = ["| backbone | parameters | init | " + " | ".join(cols) + " | epochs | CPU time (s) | wall time (min) |",
-             "|---|---|---|" + "---|" * len(cols) + "---|---|---|"]
+    lines = [
+        "| backbone | parameters | init | " + " | ".join(cols) + " | epochs | CPU time (s) | wall time (min) |",
+        "|---|---|---|" + "---|" * len(cols) + "---|---|---|",
+    ]
     for row in rows:
         cells = []
         for mol in molecules:
@@ -140,15 +148,17 @@ def backbone_table(results: dict, rows: list[SpecRow], molecules: list[str],
         cpu = " / ".join("–" if r is None or r.get("cpu_s") is None else f"{r['cpu_s']:.0f}" for r in runs)
         wall = " / ".join("–" if r is None else f"{r['wall_s'] / 60:.1f}" for r in runs)
         label = BACKBONE_LABELS.get(row.backbone, row.backbone)
-        lines.append(f"| {label} | {_params(parameters.get(row.spec))} | {row.init} | " + " | ".join(cells)
-                     + f" | {epochs} | {cpu} | {wall} |")
+        lines.append(
+            f"| {label} | {_params(parameters.get(row.spec))} | {row.init} | "
+            + " | ".join(cells)
+            + f" | {epochs} | {cpu} | {wall} |"
+        )
     return "\n".join(lines)
 
 
 def gain_table(results: dict, rows: list[SpecRow], molecules: list[str]) -> str:
     """Markdown table: scratch / pretrained test force MAE per backbone and molecule (> 1: pretraining helps)."""
-    lines = ["| backbone | " + " | ".join(f"{mol} gain" for mol in molecules) + " |",
-             "|---|" + "---|" * len(molecules)]
+    lines = ["| backbone | " + " | ".join(f"{mol} gain" for mol in molecules) + " |", "|---|" + "---|" * len(molecules)]
     for backbone in _backbones(rows):
         cells = []
         for mol in molecules:
@@ -173,8 +183,13 @@ def _force(results: dict, rows: list[SpecRow], backbone: str, init: str, mol: st
 def pretrain_table(cfg: CampaignConfig) -> str:
     """Markdown table of the campaign's pretraining runs: epochs logged, best validation loss,
     last INP accuracy, CPU and wall time, molecules skipped for want of a hypergraph."""
-    lines = [("| run | backbone | epochs logged | best val loss | last val INP accuracy | CPU time (s) | wall time (min) | "
-             "molecules skipped |"), "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| run | backbone | epochs logged | best val loss | last val INP accuracy | CPU time (s) | wall time (min) | "
+            "molecules skipped |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for job in pretrain_jobs(cfg):
         backbone = (job.config.get("model") or {}).get("backbone", "egnn")
         rows = []
@@ -189,8 +204,10 @@ def pretrain_table(cfg: CampaignConfig) -> str:
         if (job.out / "hypergraphs.json").exists():
             skipped = str(len(json.loads((job.out / "hypergraphs.json").read_text()).get("failed", [])))
         done = "" if job.finished else " (unfinished)" if rows else " (not run)"
-        lines.append(f"| {job.name}{done} | {BACKBONE_LABELS.get(backbone, backbone)} | {len(rows)} | "
-                     f"{_fmt(best, 3)} | {_fmt(acc, 3)} | {_fmt(cpu, 0)} | {_fmt(wall, 1)} | {skipped} |")
+        lines.append(
+            f"| {job.name}{done} | {BACKBONE_LABELS.get(backbone, backbone)} | {len(rows)} | "
+            f"{_fmt(best, 3)} | {_fmt(acc, 3)} | {_fmt(cpu, 0)} | {_fmt(wall, 1)} | {skipped} |"
+        )
     return "\n".join(lines)
 
 
@@ -216,8 +233,10 @@ def plot_backbones(results: dict, rows: list[SpecRow], molecules: list[str], pat
     x = np.arange(len(backbones))
     width = 0.38
     for ax, mol in zip(axes[0], molecules):
-        vals = {init: np.array([_force(results, rows, b, init, mol) or np.nan for b in backbones], dtype=float)
-                for init in INITS}
+        vals = {
+            init: np.array([_force(results, rows, b, init, mol) or np.nan for b in backbones], dtype=float)
+            for init in INITS
+        }
         finite = np.concatenate(list(vals.values()))
         finite = finite[np.isfinite(finite) & (finite > 0)]
         lo, hi = (finite.min() / 3, finite.max() * 3) if len(finite) else (0.1, 10.0)
@@ -241,8 +260,10 @@ def plot_backbones(results: dict, rows: list[SpecRow], molecules: list[str], pat
         ax.set_ylabel("test force MAE (kcal/mol/Å)")
         ax.set_title(f"rMD17 {mol}")
         ax.legend(fontsize=8, title="initialisation", title_fontsize=8)
-    fig.suptitle("Fine-tuning from scratch vs from 3D-EMGP pretraining, per backbone"
-                 + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
+    fig.suptitle(
+        "Fine-tuning from scratch vs from 3D-EMGP pretraining, per backbone" + (f"\n{subtitle}" if subtitle else ""),
+        fontsize=11,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, path, dpi=130)
@@ -263,22 +284,33 @@ def write_report(cfg: CampaignConfig, report_dir: str | Path = "docs") -> list[P
         if key not in cache:
             cache[key] = count_parameters(model)
         parameters[row.spec] = cache[key]
-    md = "\n\n".join([
-        "<!-- generated by workflows/figure3.py; edit docs/results.md instead -->",
-        "# Figure 3 analogue: backbones, from scratch vs pretrained (generated)",
-        f"Campaign folder `{cfg.out}`. Test frames: rMD17 `test_{cfg.split:02d}`; training: the frames of "
-        f"`train_{cfg.split:02d}` set by each run's config. Test mean absolute errors; \"–\": run not finished. "
-        "Epochs, CPU time and wall time are per molecule in the order of the columns; the wall time also "
-        "counts time a run spent waiting for a core (runs share the machine), the CPU time does not. "
-        + budget_text(cfg),
-        "## Test errors per backbone", backbone_table(results, rows, molecules, parameters),
-        "## Gain from pretraining (scratch / pretrained force MAE)", gain_table(results, rows, molecules),
-        "## Pretraining runs", pretrain_table(cfg),
-        "![Figure 3 analogue](figures/figure3_backbones.png)",
-    ]) + "\n"
+    md = (
+        "\n\n".join(
+            [
+                "<!-- generated by workflows/figure3.py; edit docs/results.md instead -->",
+                "# Figure 3 analogue: backbones, from scratch vs pretrained (generated)",
+                f"Campaign folder `{cfg.out}`. Test frames: rMD17 `test_{cfg.split:02d}`; training: the frames of "
+                f'`train_{cfg.split:02d}` set by each run\'s config. Test mean absolute errors; "–": run not finished. '
+                "Epochs, CPU time and wall time are per molecule in the order of the columns; the wall time also "
+                "counts time a run spent waiting for a core (runs share the machine), the CPU time does not. "
+                + budget_text(cfg),
+                "## Test errors per backbone",
+                backbone_table(results, rows, molecules, parameters),
+                "## Gain from pretraining (scratch / pretrained force MAE)",
+                gain_table(results, rows, molecules),
+                "## Pretraining runs",
+                pretrain_table(cfg),
+                "![Figure 3 analogue](figures/figure3_backbones.png)",
+            ]
+        )
+        + "\n"
+    )
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "results_figure3.md"]
     paths[0].write_text(md)
-    paths.append(plot_backbones(results, rows, molecules, out / "figures" / "figure3_backbones.png",
-                                subtitle=budget_caption(cfg)))
+    paths.append(
+        plot_backbones(
+            results, rows, molecules, out / "figures" / "figure3_backbones.png", subtitle=budget_caption(cfg)
+        )
+    )
     return paths

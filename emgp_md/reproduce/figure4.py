@@ -24,8 +24,10 @@ from emgp_md.landscape.grid import Landscape2D, energy_grid
 
 log = logging.getLogger(__name__)
 
-NO_ENERGY = {"Direct": "regresses the last layer's coordinate update: no energy function",
-             "Distance": "regresses invariant pair-distance scores: no energy function"}
+NO_ENERGY = {
+    "Direct": "regresses the last layer's coordinate update: no energy function",
+    "Distance": "regresses invariant pair-distance scores: no energy function",
+}
 
 
 def geom_like_conformer(smiles: str, seed: int = 2021) -> Atoms:
@@ -62,8 +64,14 @@ def random_init_checkpoint(path: Path, model_cfg: ModelConfig, seed: int = 0) ->
 
     torch.manual_seed(seed)
     model = build_model(model_cfg)
-    meta = make_metadata(model_cfg, list(range(1, 100)), "arbitrary", kind="pretrained", name="random-init",
-                         provenance={"seed": seed, "note": "untrained, PyTorch default initialisation"})
+    meta = make_metadata(
+        model_cfg,
+        list(range(1, 100)),
+        "arbitrary",
+        kind="pretrained",
+        name="random-init",
+        provenance={"seed": seed, "note": "untrained, PyTorch default initialisation"},
+    )
     save_checkpoint(path, model, meta)
     return path
 
@@ -82,15 +90,19 @@ def landscapes_for(atoms: Atoms, models: dict[str, str], extent_A: float, n: int
 
 def summary_table(structures: dict[str, dict[str, Landscape2D]]) -> str:
     """Markdown: per structure and model, minimum position, drop, curvature, local minima."""
-    header = ("| structure | model | grid minimum from X0 (Å) | on grid edge | E(min) − E(X0) | "
-              "curvature at X0 (a, b) | local minima |")
+    header = (
+        "| structure | model | grid minimum from X0 (Å) | on grid edge | E(min) − E(X0) | "
+        "curvature at X0 (a, b) | local minima |"
+    )
     lines = [header, "|---|---|---|---|---|---|---|"]
     for sname, lands in structures.items():
         for label, land in lands.items():
             s = land.summary()
             unit = "a.u." if s.energy_unit == "arbitrary" else s.energy_unit
-            lines.append(f"| {sname} | {label} | {s.min_distance_A:.3f} | {'yes' if s.min_on_edge else 'no'} | "
-                         f"{s.energy_drop:.3g} {unit} | {s.curvature_a:.3g}, {s.curvature_b:.3g} | {s.n_local_minima} |")
+            lines.append(
+                f"| {sname} | {label} | {s.min_distance_A:.3f} | {'yes' if s.min_on_edge else 'no'} | "
+                f"{s.energy_drop:.3g} {unit} | {s.curvature_a:.3g}, {s.curvature_b:.3g} | {s.n_local_minima} |"
+            )
     for label, why in NO_ENERGY.items():
         lines.append(f"| all | {label} | – | – | – | – | – ({why}) |")
     return "\n".join(lines)

@@ -187,8 +187,12 @@ def load_session(path: str | Path, overrides: dict[str, Any] | None = None) -> S
         raise ValueError(f"grid.steps has no step budget for N = {missing}")
     if not (cfg.grid_step_scale == "auto" or isinstance(cfg.grid_step_scale, (int, float))):
         raise ValueError(f"grid_step_scale must be a number or 'auto', got {cfg.grid_step_scale!r}")
-    for recipe in [cfg.grid.recipe, cfg.paper_regime.recipe, cfg.paper_recipe.recipe,
-                   *cfg.grid.init_overrides.values()]:
+    for recipe in [
+        cfg.grid.recipe,
+        cfg.paper_regime.recipe,
+        cfg.paper_recipe.recipe,
+        *cfg.grid.init_overrides.values(),
+    ]:
         from_dict(FinetuneConfig, recipe)  # unknown recipe keys are errors now, not in a worker
     return cfg
 
@@ -273,7 +277,9 @@ def paper_regime_rows(pack: PackedMolecule, n_val: int, seed: int) -> tuple[np.n
     return np.setdiff1d(pool, val), val
 
 
-def paper_recipe_rows(pack: PackedMolecule, seed: int, n_train: int = 950, n_val: int = 50) -> tuple[np.ndarray, np.ndarray]:
+def paper_recipe_rows(
+    pack: PackedMolecule, seed: int, n_train: int = 950, n_val: int = 50
+) -> tuple[np.ndarray, np.ndarray]:
     """Pack rows (train, validation) of ``train_01`` as :func:`~emgp_md.training.finetune.finetune` splits it."""
     tr, va = train_val_split(len(pack.train01_order), n_train, n_val, seed)
     return pack.train01_order[tr], pack.train01_order[va]
@@ -287,15 +293,21 @@ def job_frames(cfg: SessionConfig, job: Job) -> tuple[Frames, Frames, Frames, di
         text = f"train_01 permuted with seed {job.seed}: {cfg.grid.n_val} validation, next {job.n_train} train"
     elif job.kind == "paper_regime":
         tr, va = paper_regime_rows(pack, cfg.paper_regime.n_val, job.seed)
-        text = (f"all {len(pack.pool_rows())} distinct rMD17 frames outside test_01: {len(va)} validation "
-                f"(outside train_01, seed {job.seed}), {len(tr)} train")
+        text = (
+            f"all {len(pack.pool_rows())} distinct rMD17 frames outside test_01: {len(va)} validation "
+            f"(outside train_01, seed {job.seed}), {len(tr)} train"
+        )
     elif job.kind == "paper_recipe":
         tr, va = paper_recipe_rows(pack, job.seed)
         text = f"train_01: 950 train / 50 validation (seed {job.seed}, as finetune splits it)"
     else:
         raise ValueError(f"unknown job kind {job.kind!r}")
-    split = {"split": text, "test": "test_01 (1000 frames)", "train_old_indices": pack.old_indices[tr].tolist(),
-             "val_old_indices": pack.old_indices[va].tolist()}
+    split = {
+        "split": text,
+        "test": "test_01 (1000 frames)",
+        "train_old_indices": pack.old_indices[tr].tolist(),
+        "val_old_indices": pack.old_indices[va].tolist(),
+    }
     return pack.frames(tr, "train"), pack.frames(va, "validation"), pack.test01(), split
 
 
@@ -325,15 +337,21 @@ def run_job(cfg: SessionConfig, job: Job, train_deadline: float) -> dict[str, An
     provenance = {"job": asdict(job), "split": split["split"], "test": split["test"]}
     if job.kind == "grid":
         steps = int(job.max_steps or 1)
-        budget = StepBudget(max_steps=steps, val_every=max(1, steps // max(1, cfg.grid.val_points)),
-                            deadline_unix=train_deadline, state_every_s=120.0, save_model=False)
+        budget = StepBudget(
+            max_steps=steps,
+            val_every=max(1, steps // max(1, cfg.grid.val_points)),
+            deadline_unix=train_deadline,
+            state_every_s=120.0,
+            save_model=False,
+        )
     elif job.kind == "paper_regime":
         wall = max(1.0, 0.98 * (train_deadline - time.time()))
         budget = StepBudget(wall_budget_s=wall, val_every=cfg.paper_regime.val_every, deadline_unix=train_deadline)
     else:
         per_epoch = max(1, len(train) // min(fc.batch_size, len(train)))
-        budget = StepBudget(max_steps=cfg.paper_recipe.epochs * per_epoch, val_every=per_epoch,
-                            deadline_unix=train_deadline)
+        budget = StepBudget(
+            max_steps=cfg.paper_recipe.epochs * per_epoch, val_every=per_epoch, deadline_unix=train_deadline
+        )
     return train_steps(fc, train, val, test, out, budget, resume=True, provenance=provenance)
 
 
@@ -370,8 +388,9 @@ def run_grid_worker(cfg: SessionConfig, step_scale: float, train_deadline: float
     return done
 
 
-def bench_step_time(cfg: SessionConfig, molecule: str = "aspirin", batch: int = 32, steps: int = 20,
-                    warmup: int = 3) -> dict[str, Any]:
+def bench_step_time(
+    cfg: SessionConfig, molecule: str = "aspirin", batch: int = 32, steps: int = 20, warmup: int = 3
+) -> dict[str, Any]:
     """Smoke test and step timing: the authors' checkpoint fine-tuned for a few steps on ``cfg.device``.
 
     Loads the pack, builds the model with the transferred backbone, runs ``warmup`` then ``steps``
@@ -431,6 +450,13 @@ def bench_step_time(cfg: SessionConfig, molecule: str = "aspirin", batch: int = 
     eval_s = time.perf_counter() - t0
     if not np.isfinite(loss_value) or not np.isfinite(metrics["force_mae_kcal_mol_A"]):
         raise RuntimeError(f"non-finite loss {loss_value} or validation MAE {metrics}")
-    return {"step_s": step_s, "eval_s": eval_s, "loss": loss_value, "device": str(device),
-            "val_force_mae": metrics["force_mae_kcal_mol_A"], "total_s": time.perf_counter() - t_start,
-            "molecule": molecule, "batch": batch}
+    return {
+        "step_s": step_s,
+        "eval_s": eval_s,
+        "loss": loss_value,
+        "device": str(device),
+        "val_force_mae": metrics["force_mae_kcal_mol_A"],
+        "total_s": time.perf_counter() - t_start,
+        "molecule": molecule,
+        "batch": batch,
+    }

@@ -22,23 +22,67 @@ log = logging.getLogger(__name__)
 KCAL_TO_MEV = 43.364  # 1 kcal/mol in meV (anchors.md; ase.units gives 43.364)
 
 #: Paper Table 1, force MAE kcal/mol/Å, original MD17, 9,500 training frames (docs/method.md; Jiao et al. 2023, Table 1).
-PAPER_BASE_F = {"aspirin": 0.3885, "benzene": 0.1861, "ethanol": 0.0599, "malonaldehyde": 0.1464,
-                "naphthalene": 0.3310, "salicylic": 0.2683, "toluene": 0.1563, "uracil": 0.1323}
-PAPER_EMGP_F = {"aspirin": 0.1560, "benzene": 0.1648, "ethanol": 0.0389, "malonaldehyde": 0.0737,
-                "naphthalene": 0.0829, "salicylic": 0.1187, "toluene": 0.0619, "uracil": 0.0773}
+PAPER_BASE_F = {
+    "aspirin": 0.3885,
+    "benzene": 0.1861,
+    "ethanol": 0.0599,
+    "malonaldehyde": 0.1464,
+    "naphthalene": 0.3310,
+    "salicylic": 0.2683,
+    "toluene": 0.1563,
+    "uracil": 0.1323,
+}
+PAPER_EMGP_F = {
+    "aspirin": 0.1560,
+    "benzene": 0.1648,
+    "ethanol": 0.0389,
+    "malonaldehyde": 0.0737,
+    "naphthalene": 0.0829,
+    "salicylic": 0.1187,
+    "toluene": 0.0619,
+    "uracil": 0.0773,
+}
 #: SchNet, original MD17, N = 1000, force MAE kcal/mol/Å (anchors.md 2b): the bar a shipped model must beat.
-SCHNET_F = {"aspirin": 1.35, "benzene": 0.31, "ethanol": 0.39, "malonaldehyde": 0.66,
-            "naphthalene": 0.58, "salicylic": 0.85, "toluene": 0.57, "uracil": 0.56}
+SCHNET_F = {
+    "aspirin": 1.35,
+    "benzene": 0.31,
+    "ethanol": 0.39,
+    "malonaldehyde": 0.66,
+    "naphthalene": 0.58,
+    "salicylic": 0.85,
+    "toluene": 0.57,
+    "uracil": 0.56,
+}
 #: MACE, rMD17 950/50, force MAE meV/Å (anchors.md 2a).
-MACE_F_MEV = {"aspirin": 6.6, "benzene": 0.3, "ethanol": 2.1, "malonaldehyde": 4.1,
-              "naphthalene": 1.6, "salicylic": 3.1, "toluene": 1.5, "uracil": 2.1}
+MACE_F_MEV = {
+    "aspirin": 6.6,
+    "benzene": 0.3,
+    "ethanol": 2.1,
+    "malonaldehyde": 4.1,
+    "naphthalene": 1.6,
+    "salicylic": 3.1,
+    "toluene": 1.5,
+    "uracil": 2.1,
+}
 #: Paper Table 3, average over 8 molecules (energy kcal/mol, force kcal/mol/Å).
-PAPER_TABLE3 = {"scratch": (0.1191, 0.2086), "t3_ours": (0.0876, 0.0968), "t3_inp_only": (0.0974, 0.1350),
-                "t3_efp_only": (0.0905, 0.1193), "t3_gaussian": (0.0912, 0.1060),
-                "t3_distance": (0.0931, 0.1292), "t3_direct": (0.0914, 0.1267)}
-TABLE3_LABELS = {"t3_ours": "Ours (EFP+INP, Riemann)", "t3_inp_only": "INP only", "t3_efp_only": "EFP only",
-                 "t3_gaussian": "Gaussian", "t3_distance": "Distance", "t3_direct": "Direct",
-                 "scratch": "Scratch (Base)"}
+PAPER_TABLE3 = {
+    "scratch": (0.1191, 0.2086),
+    "t3_ours": (0.0876, 0.0968),
+    "t3_inp_only": (0.0974, 0.1350),
+    "t3_efp_only": (0.0905, 0.1193),
+    "t3_gaussian": (0.0912, 0.1060),
+    "t3_distance": (0.0931, 0.1292),
+    "t3_direct": (0.0914, 0.1267),
+}
+TABLE3_LABELS = {
+    "t3_ours": "Ours (EFP+INP, Riemann)",
+    "t3_inp_only": "INP only",
+    "t3_efp_only": "EFP only",
+    "t3_gaussian": "Gaussian",
+    "t3_distance": "Distance",
+    "t3_direct": "Direct",
+    "scratch": "Scratch (Base)",
+}
 
 
 def collect(cfg: CampaignConfig) -> dict[str, dict[str, dict[str, Any]]]:
@@ -56,8 +100,12 @@ def collect(cfg: CampaignConfig) -> dict[str, dict[str, dict[str, Any]]]:
             conf = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
             model = conf.get("config", conf).get("model", {})
             results.setdefault(spec.name, {})[mol] = {
-                "test": metrics["test"], "val": metrics["val"], "epochs": metrics["epochs"],
-                "wall_s": metrics["wall_s"], "cpu_s": metrics.get("cpu_s"), "best_epoch": metrics.get("best_epoch"),
+                "test": metrics["test"],
+                "val": metrics["val"],
+                "epochs": metrics["epochs"],
+                "wall_s": metrics["wall_s"],
+                "cpu_s": metrics.get("cpu_s"),
+                "best_epoch": metrics.get("best_epoch"),
                 "architecture": f"{model.get('n_layers', '?')}x{model.get('hidden_nf', '?')}",
                 "pretrained": conf.get("pretrained", conf.get("config", {}).get("pretrained")),
                 "run": str(run),
@@ -76,8 +124,10 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 def table1(results: dict, molecules: list[str]) -> str:
     """Markdown Table 1 analogue (force and energy MAE on test_01, gain, paper and anchors)."""
-    header = ("| molecule | scratch 4×64 F | ours 4×64 F | gain (scratch/ours) | official 7×128 F | "
-              "scratch E | ours E | official E | paper Base F | paper 3D-EMGP F | SchNet F (MD17) | MACE F (rMD17, meV/Å) |")
+    header = (
+        "| molecule | scratch 4×64 F | ours 4×64 F | gain (scratch/ours) | official 7×128 F | "
+        "scratch E | ours E | official E | paper Base F | paper 3D-EMGP F | SchNet F (MD17) | MACE F (rMD17, meV/Å) |"
+    )
     lines = [
         header,
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -98,19 +148,26 @@ def table_mev(results: dict, molecules: list[str], specs: list[str]) -> str:
     head = " | ".join(f"{s} E / F" for s in specs)
     lines = [f"| molecule | {head} |", "|---|" + "---|" * len(specs)]
     for mol in molecules:
-        cells = [f"{_fmt(_f(results, s, mol, 'energy_mae_meV'), 1)} / {_fmt(_f(results, s, mol, 'force_mae_meV_A'), 1)}"
-                 for s in specs]
+        cells = [
+            f"{_fmt(_f(results, s, mol, 'energy_mae_meV'), 1)} / {_fmt(_f(results, s, mol, 'force_mae_meV_A'), 1)}"
+            for s in specs
+        ]
         lines.append(f"| {mol} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def table3(results: dict) -> str:
     """Markdown Table 3 analogue on aspirin and ethanol (kcal/mol, kcal/mol/Å)."""
-    lines = ["| variant | aspirin E | aspirin F | ethanol E | ethanol F | paper avg E | paper avg F |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | aspirin E | aspirin F | ethanol E | ethanol F | paper avg E | paper avg F |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for spec, label in TABLE3_LABELS.items():
-        cells = [_fmt(_f(results, spec, m, k)) for m in ("aspirin", "ethanol")
-                 for k in ("energy_mae_kcal_mol", "force_mae_kcal_mol_A")]
+        cells = [
+            _fmt(_f(results, spec, m, k))
+            for m in ("aspirin", "ethanol")
+            for k in ("energy_mae_kcal_mol", "force_mae_kcal_mol_A")
+        ]
         pe, pf = PAPER_TABLE3[spec]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {pe:.4f} | {pf:.4f} |")
     return "\n".join(lines)
@@ -121,8 +178,9 @@ def budgets(results: dict) -> str:
     lines = ["| run | molecule | architecture | epochs | best epoch | wall time (min) |", "|---|---|---|---|---|---|"]
     for spec, runs in results.items():
         for mol, r in runs.items():
-            lines.append(f"| {spec} | {mol} | {r['architecture']} | {r['epochs']} | {r['best_epoch']} | "
-                         f"{r['wall_s'] / 60:.1f} |")
+            lines.append(
+                f"| {spec} | {mol} | {r['architecture']} | {r['epochs']} | {r['best_epoch']} | {r['wall_s'] / 60:.1f} |"
+            )
     return "\n".join(lines)
 
 
@@ -130,16 +188,26 @@ def plot_force_mae(results: dict, molecules: list[str], path: Path) -> Path:
     """Grouped bars: test force MAE per molecule for scratch, ours and official, SchNet bar as a marker."""
     plt = pyplot()
 
-    specs = [("scratch", "scratch (4×64)", "#bbbbbb"), ("ours", "our pretraining (4×64)", "#4c72b0"),
-             ("official", "authors' checkpoint (7×128)", "#dd8452")]
+    specs = [
+        ("scratch", "scratch (4×64)", "#bbbbbb"),
+        ("ours", "our pretraining (4×64)", "#4c72b0"),
+        ("official", "authors' checkpoint (7×128)", "#dd8452"),
+    ]
     fig, ax = plt.subplots(figsize=(9, 4.8))
     x = np.arange(len(molecules))
     width = 0.26
     for k, (spec, label, color) in enumerate(specs):
         vals = [_f(results, spec, m) or np.nan for m in molecules]
         ax.bar(x + (k - 1) * width, vals, width, label=label, color=color)
-    ax.scatter(x, [SCHNET_F[m] for m in molecules], marker="_", s=600, color="k", zorder=3,
-               label="SchNet, MD17 N=1000 (bar to beat)")
+    ax.scatter(
+        x,
+        [SCHNET_F[m] for m in molecules],
+        marker="_",
+        s=600,
+        color="k",
+        zorder=3,
+        label="SchNet, MD17 N=1000 (bar to beat)",
+    )
     ax.set_yscale("log")
     ax.set_xticks(x, molecules, rotation=20)
     ax.set_ylabel("test_01 force MAE (kcal/mol/Å)")
@@ -157,15 +225,24 @@ def write_report(cfg: CampaignConfig, report_dir: str | Path) -> list[Path]:
     out = Path(report_dir)
     results = collect(cfg)
     molecules = list(cfg.molecules)
-    md = "\n\n".join([
-        "<!-- generated by workflows/reproduce_md17.py; edit docs/results.md instead -->",
-        "# MD17 reproduction: generated tables",
-        "Test frames: rMD17 `test_01` (1000 frames); training: 950 + 50 validation frames of `train_01`.",
-        "## Table 1 analogue (kcal/mol, kcal/mol/Å)", table1(results, molecules),
-        "## The same runs in meV and meV/Å", table_mev(results, molecules, ["scratch", "ours", "official"]),
-        "## Table 3 analogue (kcal/mol, kcal/mol/Å)", table3(results),
-        "## Budgets", budgets(results),
-    ]) + "\n"
+    md = (
+        "\n\n".join(
+            [
+                "<!-- generated by workflows/reproduce_md17.py; edit docs/results.md instead -->",
+                "# MD17 reproduction: generated tables",
+                "Test frames: rMD17 `test_01` (1000 frames); training: 950 + 50 validation frames of `train_01`.",
+                "## Table 1 analogue (kcal/mol, kcal/mol/Å)",
+                table1(results, molecules),
+                "## The same runs in meV and meV/Å",
+                table_mev(results, molecules, ["scratch", "ours", "official"]),
+                "## Table 3 analogue (kcal/mol, kcal/mol/Å)",
+                table3(results),
+                "## Budgets",
+                budgets(results),
+            ]
+        )
+        + "\n"
+    )
     paths = [out / "results_md17.md", out / "results_md17.json"]
     out.mkdir(parents=True, exist_ok=True)
     paths[0].write_text(md)

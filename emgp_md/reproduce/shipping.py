@@ -79,6 +79,7 @@ def ship(run_dir: Path, name: str, dest: Path = PACKAGE_DATA) -> dict[str, Any]:
     log.info("shipped %s (%s) -> %s", name, formula, dest / f"{name}.pt")
     return index[name]
 
+
 def _write_index(path: Path, index: dict[str, Any]) -> None:
     atomic_write_json(path, index, sort_keys=True, newline=True)
 
@@ -102,9 +103,17 @@ def add_content_hash(path: Path) -> bool:
     with atomic_path(path) as tmp:  # renamed onto path only when the check below passes
         write_checkpoint(tmp, state, meta)
         state2, meta2 = read_checkpoint(tmp)
-        same = (meta2 == meta and json.dumps(meta2) == raw["metadata_json"] and state2.keys() == state.keys()
-                and all(state2[k].dtype == v.dtype and state2[k].shape == v.shape
-                        and state2[k].numpy().tobytes() == v.numpy().tobytes() for k, v in state.items()))
+        same = (
+            meta2 == meta
+            and json.dumps(meta2) == raw["metadata_json"]
+            and state2.keys() == state.keys()
+            and all(
+                state2[k].dtype == v.dtype
+                and state2[k].shape == v.shape
+                and state2[k].numpy().tobytes() == v.numpy().tobytes()
+                for k, v in state.items()
+            )
+        )
         if not same:
             raise RuntimeError(f"re-saving {path} with a content hash changed its content; original kept")
     log.info("added a content hash to %s", path)
@@ -167,11 +176,18 @@ def ship_checkpoint(model_path: Path, name: str, training: str, dest: Path = PAC
     index_path = dest / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     index[name] = {
-        "file": f"{name}.pt", "formula": formula, "architecture": meta["model"],
+        "file": f"{name}.pt",
+        "formula": formula,
+        "architecture": meta["model"],
         "init": "pretrained" if meta["provenance"].get("pretrained") else "scratch",
-        "pretrained": meta["provenance"].get("pretrained"), "epochs": metrics.get("epochs"),
-        "steps": metrics.get("steps"), "wall_time_s": metrics.get("train_wall_s"), "val": metrics.get("val"),
-        "test": metrics.get("test"), "training": training, "sha256": file_sha256(dest / f"{name}.pt"),
+        "pretrained": meta["provenance"].get("pretrained"),
+        "epochs": metrics.get("epochs"),
+        "steps": metrics.get("steps"),
+        "wall_time_s": metrics.get("train_wall_s"),
+        "val": metrics.get("val"),
+        "test": metrics.get("test"),
+        "training": training,
+        "sha256": file_sha256(dest / f"{name}.pt"),
     }
     _write_index(index_path, index)
     log.info("shipped %s (%s) -> %s", name, formula, dest / f"{name}.pt")
@@ -197,9 +213,13 @@ README_START, README_END = "<!-- shipped-models:start -->", "<!-- shipped-models
 def _init_text(entry: dict[str, Any]) -> str:
     arch = entry["architecture"]
     size = f"{arch.get('n_layers')} × {arch.get('hidden_nf')}"
-    source = ("authors' 3D-EMGP EGNN" if str(entry.get("pretrained") or "").endswith("checkpoint-3dmgp")
-              else f"pretrained {arch.get('backbone', 'egnn').upper()}" if entry.get("pretrained")
-              else f"{arch.get('backbone', 'egnn').upper()} from scratch")
+    source = (
+        "authors' 3D-EMGP EGNN"
+        if str(entry.get("pretrained") or "").endswith("checkpoint-3dmgp")
+        else f"pretrained {arch.get('backbone', 'egnn').upper()}"
+        if entry.get("pretrained")
+        else f"{arch.get('backbone', 'egnn').upper()} from scratch"
+    )
     if entry.get("training"):
         return f"{source} ({size}), {entry['training']}"
     return f"{source} ({size}), fine-tuned {entry.get('epochs')} epochs on `train_01`"
@@ -207,14 +227,18 @@ def _init_text(entry: dict[str, Any]) -> str:
 
 def models_table(index: dict[str, dict[str, Any]], bars: dict[str, float]) -> str:
     """Markdown table of the shipped models (``index.json`` entries) with their test MAEs and bar."""
-    lines = ["| model | formula | initialisation | rMD17 `test_01` energy MAE | force MAE | SchNet (1000 frames, force) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| model | formula | initialisation | rMD17 `test_01` energy MAE | force MAE | SchNet (1000 frames, force) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, entry in sorted(index.items()):
         t = entry["test"]
         bar = f"{bars[name]:.2f} kcal/mol/Å" if name in bars else "–"
-        lines.append(f"| `{name}` | {entry['formula']} | {_init_text(entry)} | {t['energy_mae_kcal_mol']:.3f} kcal/mol "
-                     f"({t['energy_mae_meV']:.2f} meV) | {t['force_mae_kcal_mol_A']:.3f} kcal/mol/Å "
-                     f"({t['force_mae_meV_A']:.1f} meV/Å) | {bar} |")
+        lines.append(
+            f"| `{name}` | {entry['formula']} | {_init_text(entry)} | {t['energy_mae_kcal_mol']:.3f} kcal/mol "
+            f"({t['energy_mae_meV']:.2f} meV) | {t['force_mae_kcal_mol_A']:.3f} kcal/mol/Å "
+            f"({t['force_mae_meV_A']:.1f} meV/Å) | {bar} |"
+        )
     return "\n".join(lines)
 
 

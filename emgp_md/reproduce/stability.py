@@ -21,8 +21,13 @@ from emgp_md.analysis.stability import StabilitySettings
 log = logging.getLogger(__name__)
 
 
-def run_stability(molecule: str, out_dir: str | Path, settings: StabilitySettings,
-                  reference_npz: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+def run_stability(
+    molecule: str,
+    out_dir: str | Path,
+    settings: StabilitySettings,
+    reference_npz: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run (or reuse) the 500 K stability MD of one shipped molecule and analyse it.
 
     Returns
@@ -48,14 +53,29 @@ def run_stability(molecule: str, out_dir: str | Path, settings: StabilitySetting
     atoms = load_structure(molecule)
     atoms.calc = EMGPCalculator(molecule, dtype=settings.dtype)
     t0 = time.perf_counter()
-    result = run_md(atoms, out / molecule, "langevin", settings.temperature_K, settings.timestep_fs, settings.steps,
-                    settings.friction_per_fs, settings.seed, settings.interval, progress=progress)
+    result = run_md(
+        atoms,
+        out / molecule,
+        "langevin",
+        settings.temperature_K,
+        settings.timestep_fs,
+        settings.steps,
+        settings.friction_per_fs,
+        settings.seed,
+        settings.interval,
+        progress=progress,
+    )
     wall = time.perf_counter() - t0
     reference = load_frames(reference_npz or split_path(molecule, "test", 1))
     analysis = analyze_trajectory(result.trajectory, result.log_csv, reference, settings.threshold_A)
     save_figure(plot_md_analysis(analysis), out / f"{molecule}_analysis.png", dpi=110)
-    summary = {"molecule": molecule, **analysis.summary(), "md_wall_s": wall, "steps_per_s": settings.steps / wall,
-               "settings": settings.__dict__}
+    summary = {
+        "molecule": molecule,
+        **analysis.summary(),
+        "md_wall_s": wall,
+        "steps_per_s": settings.steps / wall,
+        "settings": settings.__dict__,
+    }
     data = json.loads(analysis.to_json())
     data.update(summary)
     summary_path.write_text(json.dumps(data, indent=1) + "\n")

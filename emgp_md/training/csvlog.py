@@ -56,6 +56,10 @@ def drop_epochs_from(path: Path, first_epoch: int, key: str = "epoch") -> int:
     writer.writeheader()
     writer.writerows(keep)
     atomic_write_text(path, buffer.getvalue())
-    log.info("%s: dropped %d row(s) of epochs >= %d written after the last saved state", path,
-             len(rows) - len(keep), first_epoch)
+    log.info(
+        "%s: dropped %d row(s) of epochs >= %d written after the last saved state",
+        path,
+        len(rows) - len(keep),
+        first_epoch,
+    )
     return len(rows) - len(keep)

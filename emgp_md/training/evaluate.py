@@ -30,7 +30,7 @@ def predict(
         graph = repeat_topology(topology, pos).to(device)
         e, f = energy_and_forces(model, graph, training=False)
         energies.append(model.total_energy(e).cpu().numpy())
-        forces.append(f.detach().to('cpu', torch.float64).numpy().reshape(pos.shape))
+        forces.append(f.detach().to("cpu", torch.float64).numpy().reshape(pos.shape))
     return np.concatenate(energies), np.concatenate(forces)
 
 

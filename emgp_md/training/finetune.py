@@ -97,8 +97,14 @@ def _loss_kind(cfg: FinetuneConfig, epoch: int) -> str:
 
 
 def train_epoch(
-    model: EnergyModel, topo: Topology, frames: Frames, cfg: FinetuneConfig, opt: torch.optim.Optimizer, epoch: int,
-    info: DistInfo | None = None, budget: CpuBudget | None = None,
+    model: EnergyModel,
+    topo: Topology,
+    frames: Frames,
+    cfg: FinetuneConfig,
+    opt: torch.optim.Optimizer,
+    epoch: int,
+    info: DistInfo | None = None,
+    budget: CpuBudget | None = None,
 ) -> float:
     """One pass over the training frames in a seeded order; returns the mean batch loss.
 
@@ -123,8 +129,17 @@ def train_epoch(
             true_f = torch.as_tensor(frames.forces[idx].reshape(-1, 3), dtype=torch.float32, device=info.device)
             pred_e, pred_f = energy_and_forces(model, graph, training=True)
             counts = (len(batch_idx), len(batch_idx) * topo.n_atoms * 3)
-            loss = energy_force_loss(pred_e, pred_f, true_e, true_f, model.energy_scale, cfg.energy_weight,
-                                     cfg.force_weight, kind, global_counts=counts)
+            loss = energy_force_loss(
+                pred_e,
+                pred_f,
+                true_e,
+                true_f,
+                model.energy_scale,
+                cfg.energy_weight,
+                cfg.force_weight,
+                kind,
+                global_counts=counts,
+            )
             loss.backward()
             losses.append(float(loss.detach()))
         allreduce_gradients(model, info)
@@ -133,7 +148,9 @@ def train_epoch(
 
 
 def _val_loss(metrics: dict[str, float], cfg: FinetuneConfig, scale: float) -> float:
-    return (cfg.energy_weight * metrics["energy_mae_kcal_mol"] + cfg.force_weight * metrics["force_mae_kcal_mol_A"]) / scale
+    return (
+        cfg.energy_weight * metrics["energy_mae_kcal_mol"] + cfg.force_weight * metrics["force_mae_kcal_mol_A"]
+    ) / scale
 
 
 def finetune(
@@ -171,9 +188,21 @@ def finetune(
     loop = ResumableLoop(out, model, opt, sched, budgets, log_fields=LOG_FIELDS, layout="epoch", info=info)
     loop.start(resume, to_dict(cfg))
     meta = make_metadata(
-        cfg.model, sorted(set(data.z.tolist())), ENERGY_UNIT, topology=topo.to_dict(), kind="finetuned",
-        provenance={"data": cfg.data, "label_set": cfg.label_set, "n_train": cfg.n_train, "n_val": cfg.n_val,
-                    "seed": cfg.seed, "pretrained": cfg.pretrained, "init": cfg.init, "config": to_dict(cfg)},
+        cfg.model,
+        sorted(set(data.z.tolist())),
+        ENERGY_UNIT,
+        topology=topo.to_dict(),
+        kind="finetuned",
+        provenance={
+            "data": cfg.data,
+            "label_set": cfg.label_set,
+            "n_train": cfg.n_train,
+            "n_val": cfg.n_val,
+            "seed": cfg.seed,
+            "pretrained": cfg.pretrained,
+            "init": cfg.init,
+            "config": to_dict(cfg),
+        },
     )
 
     def run_epoch(epoch: int, first_step: int) -> EpochOutcome:
@@ -184,9 +213,14 @@ def finetune(
         val_loss = _val_loss(metrics, cfg, scale)
         lr = opt.param_groups[0]["lr"]
         sched.step(val_loss) if cfg.scheduler == "plateau" else sched.step()
-        row = {"lr": lr, "loss_kind": _loss_kind(cfg, epoch), "train_loss": train_loss,
-               "val_energy_mae": metrics["energy_mae_kcal_mol"], "val_force_mae": metrics["force_mae_kcal_mol_A"],
-               "val_loss": val_loss}
+        row = {
+            "lr": lr,
+            "loss_kind": _loss_kind(cfg, epoch),
+            "train_loss": train_loss,
+            "val_energy_mae": metrics["energy_mae_kcal_mol"],
+            "val_force_mae": metrics["force_mae_kcal_mol_A"],
+            "val_loss": val_loss,
+        }
         postfix = {"val_F": f"{metrics['force_mae_kcal_mol_A']:.3f}", "val_E": f"{metrics['energy_mae_kcal_mol']:.3f}"}
         return EpochOutcome(val_loss, row, postfix, {"metrics": metrics})
 
@@ -200,8 +234,9 @@ def finetune(
     return finalize(cfg, out, topo, epochs_run=loop.epochs_run, wall_s=loop.wall_s, cpu_s=loop.budget.used_s())
 
 
-def finalize(cfg: FinetuneConfig, out: Path, topo: Topology, epochs_run: int, wall_s: float,
-             cpu_s: float | None = None) -> dict[str, Any]:
+def finalize(
+    cfg: FinetuneConfig, out: Path, topo: Topology, epochs_run: int, wall_s: float, cpu_s: float | None = None
+) -> dict[str, Any]:
     """Evaluate the best model on the test frames and write ``model.pt``, ``metrics.json``, the plot.
 
     ``epochs_run`` counts a last epoch cut short by the CPU budget; ``cpu_s`` is the training CPU time.
@@ -210,8 +245,13 @@ def finalize(cfg: FinetuneConfig, out: Path, topo: Topology, epochs_run: int, wa
 
     model, meta = load_checkpoint(out / "best.pt")
     model.to(resolve_device(cfg.device))
-    result: dict[str, Any] = {"finished": True, "epochs": epochs_run, "wall_s": wall_s, "val": meta["metrics"]["val"],
-                              "best_epoch": meta["metrics"]["epoch"]}
+    result: dict[str, Any] = {
+        "finished": True,
+        "epochs": epochs_run,
+        "wall_s": wall_s,
+        "val": meta["metrics"]["val"],
+        "best_epoch": meta["metrics"]["epoch"],
+    }
     if cpu_s is not None:
         result["cpu_s"] = cpu_s
     if cfg.cpu_budget_s is not None:

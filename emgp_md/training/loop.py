@@ -139,10 +139,21 @@ class ResumableLoop:
         Where ``state.pt``'s tensors are loaded.
     """
 
-    def __init__(self, out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                 budgets: Budgets, *, log_fields: Sequence[str], layout: str = "epoch",
-                 counters: dict[str, Any] | None = None, info: DistInfo | None = None,
-                 fresh_removes: Sequence[str] = ("log.csv",), map_location: Any = "cpu") -> None:
+    def __init__(
+        self,
+        out: Path,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        budgets: Budgets,
+        *,
+        log_fields: Sequence[str],
+        layout: str = "epoch",
+        counters: dict[str, Any] | None = None,
+        info: DistInfo | None = None,
+        fresh_removes: Sequence[str] = ("log.csv",),
+        map_location: Any = "cpu",
+    ) -> None:
         if layout not in LAYOUTS:
             raise ValueError(f"unknown state layout {layout!r}; use one of {LAYOUTS}")
         self.info = info or DistInfo()
@@ -173,8 +184,9 @@ class ResumableLoop:
         resumed = resume and self.state_path.exists()
         cpu_before = 0.0
         if resumed:
-            cpu_before = self._load(safe_torch_load(self.state_path, what="training state",
-                                                    map_location=self.map_location))
+            cpu_before = self._load(
+                safe_torch_load(self.state_path, what="training state", map_location=self.map_location)
+            )
             log.info("resumed from %s at epoch %d step %d", self.state_path, self.epoch, self.step)
             if self.is_main:  # rows after the saved state would be logged twice
                 if self.layout == "global_step":  # the state follows the row of its step
@@ -260,9 +272,14 @@ class ResumableLoop:
             self.bar.update(n)
 
     # ------------------------------------------------------------------ the loop
-    def run(self, run_epoch: Callable[[int, int], EpochOutcome], on_best: Callable[[int, EpochOutcome], None],
-            progress: Progress, on_epoch_end: Callable[[int, EpochOutcome], None] | None = None,
-            is_better: Callable[[float, float], bool] = _lower) -> str | None:
+    def run(
+        self,
+        run_epoch: Callable[[int, int], EpochOutcome],
+        on_best: Callable[[int, EpochOutcome], None],
+        progress: Progress,
+        on_epoch_end: Callable[[int, EpochOutcome], None] | None = None,
+        is_better: Callable[[float, float], bool] = _lower,
+    ) -> str | None:
         """Run epochs from the current position until the planned end or a budget.
 
         ``run_epoch(epoch, first_step)`` trains (from step ``first_step``) and validates. After it,
@@ -279,10 +296,18 @@ class ResumableLoop:
         from tqdm.auto import tqdm
 
         per_step = progress.steps_per_epoch
-        total, initial = (self.epochs, self.epoch) if per_step is None else (
-            self.epochs * per_step, self.epoch * per_step + self.step)
-        self.bar = tqdm(total=total, initial=initial, desc=progress.desc, unit="epoch" if per_step is None else "batch",
-                        disable=not self.is_main)
+        total, initial = (
+            (self.epochs, self.epoch)
+            if per_step is None
+            else (self.epochs * per_step, self.epoch * per_step + self.step)
+        )
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            desc=progress.desc,
+            unit="epoch" if per_step is None else "batch",
+            disable=not self.is_main,
+        )
         start = self.epoch
         try:
             for epoch in range(start, self.epochs):
@@ -304,8 +329,9 @@ class ResumableLoop:
                 self.bar.set_postfix(**outcome.postfix)
                 if self._over_wall_time() and epoch + 1 < self.epochs:
                     self.stopped = "wall_time"
-                    log.warning("wall-time budget %.0f s reached after epoch %d: stopping; resume continues",
-                                self.wall_s, epoch)
+                    log.warning(
+                        "wall-time budget %.0f s reached after epoch %d: stopping; resume continues", self.wall_s, epoch
+                    )
                     break
         finally:
             self.bar.close()
@@ -317,9 +343,14 @@ class ResumableLoop:
         over = limit is not None and self.wall_s >= limit
         return bool(allreduce_sum(torch.tensor([float(over)]), self.info)[0] > 0)
 
-    def _end_epoch(self, epoch: int, outcome: EpochOutcome, on_best: Callable[[int, EpochOutcome], None],
-                   on_epoch_end: Callable[[int, EpochOutcome], None] | None,
-                   is_better: Callable[[float, float], bool]) -> None:
+    def _end_epoch(
+        self,
+        epoch: int,
+        outcome: EpochOutcome,
+        on_best: Callable[[int, EpochOutcome], None],
+        on_epoch_end: Callable[[int, EpochOutcome], None] | None,
+        is_better: Callable[[float, float], bool],
+    ) -> None:
         improved = is_better(outcome.score, self.best)
         if improved:
             self.best = outcome.score

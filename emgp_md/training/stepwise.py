@@ -121,7 +121,9 @@ def _batch_rows(n_train: int, batch: int, seed: int, step: int) -> np.ndarray:
 
 
 def _val_loss(metrics: dict[str, float], cfg: FinetuneConfig, scale: float) -> float:
-    return (cfg.energy_weight * metrics["energy_mae_kcal_mol"] + cfg.force_weight * metrics["force_mae_kcal_mol_A"]) / scale
+    return (
+        cfg.energy_weight * metrics["energy_mae_kcal_mol"] + cfg.force_weight * metrics["force_mae_kcal_mol_A"]
+    ) / scale
 
 
 def train_steps(
@@ -175,15 +177,25 @@ def train_steps(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     plateau = None
     if cfg.scheduler == "plateau":
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor,
-                                                             patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+        )
     elif cfg.scheduler != "cosine":
         raise ValueError(f"unknown scheduler {cfg.scheduler!r}; use 'plateau' or 'cosine'")
     best_state: dict[str, torch.Tensor] | None = None
     best_metrics: dict[str, Any] | None = None
     best_path = out / "best.pt"
-    loop = ResumableLoop(out, model, opt, plateau, Budgets(deadline_unix=budget.deadline_unix), log_fields=LOG_FIELDS,
-                         layout="global_step", counters={"best_step": -1}, map_location=device)
+    loop = ResumableLoop(
+        out,
+        model,
+        opt,
+        plateau,
+        Budgets(deadline_unix=budget.deadline_unix),
+        log_fields=LOG_FIELDS,
+        layout="global_step",
+        counters={"best_step": -1},
+        map_location=device,
+    )
     config = {"config": to_dict(cfg), "budget": asdict(budget), "batch_size": batch, "provenance": provenance or {}}
     if loop.start(resume, config) and best_path.exists():
         best_model, best_meta = load_checkpoint(best_path)
@@ -191,10 +203,22 @@ def train_steps(
         best_metrics = best_meta["metrics"]["val"]
     step = loop.step
     topo_dict = {**topo.to_dict(), "positions_A": np.asarray(train.coords[0]).tolist()}
-    meta = make_metadata(cfg.model, sorted(set(train.z.tolist())), ENERGY_UNIT, topology=topo_dict, kind="finetuned",
-                         provenance={"n_train": len(train), "n_val": len(val), "seed": cfg.seed,
-                                     "pretrained": cfg.pretrained, "init": cfg.init, "config": to_dict(cfg),
-                                     **(provenance or {})})
+    meta = make_metadata(
+        cfg.model,
+        sorted(set(train.z.tolist())),
+        ENERGY_UNIT,
+        topology=topo_dict,
+        kind="finetuned",
+        provenance={
+            "n_train": len(train),
+            "n_val": len(val),
+            "seed": cfg.seed,
+            "pretrained": cfg.pretrained,
+            "init": cfg.init,
+            "config": to_dict(cfg),
+            **(provenance or {}),
+        },
+    )
     coords = torch.as_tensor(train.coords, dtype=torch.float32, device=device)
     energies = torch.as_tensor(train.energies - shift, dtype=torch.float32, device=device)
     forces = torch.as_tensor(train.forces, dtype=torch.float32, device=device)
@@ -206,8 +230,9 @@ def train_steps(
         if best_state is not None:
             current = {k: v.detach().clone() for k, v in model.state_dict().items()}
             model.load_state_dict(best_state)
-            save_checkpoint(best_path, model, {**meta, "metrics": {"val": best_metrics,
-                                                                   "step": loop.counters["best_step"]}})
+            save_checkpoint(
+                best_path, model, {**meta, "metrics": {"val": best_metrics, "step": loop.counters["best_step"]}}
+            )
             model.load_state_dict(current)
 
     def validate(train_loss: float, kind: str) -> None:
@@ -220,10 +245,21 @@ def train_steps(
         if val_loss < loop.best:
             loop.best, loop.counters["best_step"], best_metrics = val_loss, step, metrics
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        append_row(out / "log.csv", LOG_FIELDS, {
-            "step": step, "epoch": step * batch / len(train), "lr": opt.param_groups[0]["lr"], "loss_kind": kind,
-            "train_loss": train_loss, "val_energy_mae": metrics["energy_mae_kcal_mol"],
-            "val_force_mae": metrics["force_mae_kcal_mol_A"], "val_loss": val_loss, "wall_s": loop.wall_s})
+        append_row(
+            out / "log.csv",
+            LOG_FIELDS,
+            {
+                "step": step,
+                "epoch": step * batch / len(train),
+                "lr": opt.param_groups[0]["lr"],
+                "loss_kind": kind,
+                "train_loss": train_loss,
+                "val_energy_mae": metrics["energy_mae_kcal_mol"],
+                "val_force_mae": metrics["force_mae_kcal_mol_A"],
+                "val_loss": val_loss,
+                "wall_s": loop.wall_s,
+            },
+        )
 
     cut, last_save, losses, kind = False, time.perf_counter(), [], "l1"
     loop.restart_clock()
@@ -243,8 +279,16 @@ def train_steps(
         graph = template.with_pos(coords[rows].reshape(-1, 3))
         opt.zero_grad(set_to_none=True)
         pred_e, pred_f = energy_and_forces(model, graph, training=True)
-        loss = energy_force_loss(pred_e, pred_f, energies[rows], forces[rows].reshape(-1, 3), scale,
-                                 cfg.energy_weight, cfg.force_weight, kind)
+        loss = energy_force_loss(
+            pred_e,
+            pred_f,
+            energies[rows],
+            forces[rows].reshape(-1, 3),
+            scale,
+            cfg.energy_weight,
+            cfg.force_weight,
+            kind,
+        )
         loss.backward()
         opt.step()
         losses.append(loss.detach())
@@ -266,12 +310,32 @@ def train_steps(
     save_state()
     if cut:
         log.warning("%s: deadline reached at step %d: cut (resume continues)", out, step)
-    return _finish(out, model, topo, best_state, meta, test, budget, {
-        "finished": not cut, "cut_by_deadline": cut, "steps": step, "max_steps": budget.max_steps,
-        "wall_budget_s": budget.wall_budget_s, "epochs": step * batch / len(train), "batch_size": batch,
-        "n_train": len(train), "n_val": len(val), "train_wall_s": loop.wall_s, "best_step": loop.counters["best_step"],
-        "val": best_metrics, "device": _device_name(device), "n_atoms": n_atoms,
-        "provenance": provenance or {}})
+    return _finish(
+        out,
+        model,
+        topo,
+        best_state,
+        meta,
+        test,
+        budget,
+        {
+            "finished": not cut,
+            "cut_by_deadline": cut,
+            "steps": step,
+            "max_steps": budget.max_steps,
+            "wall_budget_s": budget.wall_budget_s,
+            "epochs": step * batch / len(train),
+            "batch_size": batch,
+            "n_train": len(train),
+            "n_val": len(val),
+            "train_wall_s": loop.wall_s,
+            "best_step": loop.counters["best_step"],
+            "val": best_metrics,
+            "device": _device_name(device),
+            "n_atoms": n_atoms,
+            "provenance": provenance or {},
+        },
+    )
 
 
 def _device_name(device: torch.device) -> str:
@@ -280,8 +344,16 @@ def _device_name(device: torch.device) -> str:
     return "cpu"
 
 
-def _finish(out: Path, model: torch.nn.Module, topo: Topology, best_state: dict[str, torch.Tensor] | None,
-            meta: dict[str, Any], test: Frames | None, budget: StepBudget, result: dict[str, Any]) -> dict[str, Any]:
+def _finish(
+    out: Path,
+    model: torch.nn.Module,
+    topo: Topology,
+    best_state: dict[str, torch.Tensor] | None,
+    meta: dict[str, Any],
+    test: Frames | None,
+    budget: StepBudget,
+    result: dict[str, Any],
+) -> dict[str, Any]:
     """Test the best weights, write ``metrics.json`` (and ``model.pt``); returns the metrics."""
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -294,8 +366,12 @@ def _finish(out: Path, model: torch.nn.Module, topo: Topology, best_state: dict[
     if budget.save_model:
         save_checkpoint(out / "model.pt", model, {**meta, "metrics": result})
     atomic_write_json(out / "metrics.json", result)
-    log.info("%s: %s after %d steps; val F %.4f, test F %s kcal/mol/Å", out,
-             "finished" if result["finished"] else "cut", result["steps"],
-             (result["val"] or {}).get("force_mae_kcal_mol_A", float("nan")),
-             f"{result['test']['force_mae_kcal_mol_A']:.4f}" if "test" in result else "–")
+    log.info(
+        "%s: %s after %d steps; val F %.4f, test F %s kcal/mol/Å",
+        out,
+        "finished" if result["finished"] else "cut",
+        result["steps"],
+        (result["val"] or {}).get("force_mae_kcal_mol_A", float("nan")),
+        f"{result['test']['force_mae_kcal_mol_A']:.4f}" if "test" in result else "–",
+    )
     return result

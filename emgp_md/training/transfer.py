@@ -44,8 +44,17 @@ def pretrained_backbone(path: str | Path) -> tuple[dict[str, torch.Tensor], Mode
 
 def transfer_config(target: ModelConfig, source: ModelConfig) -> ModelConfig:
     """The fine-tuning architecture: the pretrained backbone's, with the target's head."""
-    keys = ("backbone", "hidden_nf", "n_layers", "attention", "cutoff_A", "n_rbf", "n_heads", "se3set_preset",
-            "se3set_overrides")
+    keys = (
+        "backbone",
+        "hidden_nf",
+        "n_layers",
+        "attention",
+        "cutoff_A",
+        "n_rbf",
+        "n_heads",
+        "se3set_preset",
+        "se3set_overrides",
+    )
     merged = dataclasses.replace(target, **{k: getattr(source, k) for k in keys})
     changed = [k for k in keys if getattr(target, k) != getattr(source, k)]
     if changed:

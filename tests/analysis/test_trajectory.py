@@ -31,8 +31,16 @@ def _write_log(path, time_ps, etot_eV, temperature_K=300.0):
         writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
         writer.writeheader()
         for k, (t, e) in enumerate(zip(time_ps, etot_eV)):
-            writer.writerow({"step": 10 * k, "time_ps": t, "epot_eV": e - 0.1, "ekin_eV": 0.1, "etot_eV": e,
-                             "temperature_K": temperature_K})
+            writer.writerow(
+                {
+                    "step": 10 * k,
+                    "time_ps": t,
+                    "epot_eV": e - 0.1,
+                    "ekin_eV": 0.1,
+                    "etot_eV": e,
+                    "temperature_K": temperature_K,
+                }
+            )
 
 
 def test_read_md_log_and_drift(tmp_path):
@@ -149,11 +157,32 @@ def test_cli_analyze_end_to_end(small_checkpoint, tiny_rmd17, tmp_path, capsys):
     xyz = tmp_path / "x0.xyz"
     ase.io.write(xyz, Atoms(numbers=frames.z, positions=frames.coords[0]))
     run = tmp_path / "md" / "run"
-    assert main(["md", str(xyz), "--model", str(small_checkpoint), "--out", str(run), "--steps", "6",
-                 "--interval", "2", "--quiet", "--ensemble", "nve", "--dtype", "float64"]) == 0
+    assert (
+        main(
+            [
+                "md",
+                str(xyz),
+                "--model",
+                str(small_checkpoint),
+                "--out",
+                str(run),
+                "--steps",
+                "6",
+                "--interval",
+                "2",
+                "--quiet",
+                "--ensemble",
+                "nve",
+                "--dtype",
+                "float64",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "an" / "run"
-    args = build_parser().parse_args(["analyze", str(run.with_suffix(".traj")), "--reference", str(tiny_rmd17),
-                              "--out", str(out)])
+    args = build_parser().parse_args(
+        ["analyze", str(run.with_suffix(".traj")), "--reference", str(tiny_rmd17), "--out", str(out)]
+    )
     capsys.readouterr()
     assert args.func(args) == 0
     printed = json.loads(capsys.readouterr().out)

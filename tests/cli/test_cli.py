@@ -36,8 +36,14 @@ def test_md_and_relax_help_state_units_and_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["md", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    for text in ("(K) (default: 300.0)", "(fs) (default: 0.5)", "(1/fs) (default: 0.01)", "OUT.traj",
-                 "noise (default: 0)", "precision (default: float32)"):
+    for text in (
+        "(K) (default: 300.0)",
+        "(fs) (default: 0.5)",
+        "(1/fs) (default: 0.01)",
+        "OUT.traj",
+        "noise (default: 0)",
+        "precision (default: float32)",
+    ):
         assert text in out
     assert "(default: None)" not in out and "(default: False)" not in out
     args = build_parser().parse_args(["relax", "ethanol", "--out", "x.xyz"])
@@ -74,8 +80,25 @@ def test_md_cli_end_to_end(small_checkpoint, ethanol, tmp_path):
     xyz = tmp_path / "ethanol.xyz"
     ase.io.write(xyz, ethanol)
     out = tmp_path / "md" / "run"
-    rc = main(["md", str(xyz), "--model", str(small_checkpoint), "--out", str(out), "--steps", "4",
-               "--interval", "2", "--quiet", "--ensemble", "nve", "--dtype", "float64"])
+    rc = main(
+        [
+            "md",
+            str(xyz),
+            "--model",
+            str(small_checkpoint),
+            "--out",
+            str(out),
+            "--steps",
+            "4",
+            "--interval",
+            "2",
+            "--quiet",
+            "--ensemble",
+            "nve",
+            "--dtype",
+            "float64",
+        ]
+    )
     assert rc == 0
     for suffix in (".traj", ".csv", ".png"):
         assert out.with_suffix(suffix).is_file(), suffix
@@ -100,8 +123,9 @@ def test_unknown_structure_exits_2(small_checkpoint, tmp_path):
 
 def test_finetune_cli(tmp_path, tiny_rmd17, capsys):
     cfg = tmp_path / "ft.yaml"
-    cfg.write_text(f"data: {tiny_rmd17}\nn_train: 12\nn_val: 4\nbatch_size: 6\nepochs: 5\n"
-                   "model:\n  hidden_nf: 8\n  n_layers: 1\n")
+    cfg.write_text(
+        f"data: {tiny_rmd17}\nn_train: 12\nn_val: 4\nbatch_size: 6\nepochs: 5\nmodel:\n  hidden_nf: 8\n  n_layers: 1\n"
+    )
     assert main(["finetune", str(cfg), "--out", str(tmp_path / "run"), "--epochs", "1"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["finished"] and result["epochs"] == 1  # --epochs overrides the file

@@ -28,8 +28,24 @@ def _relax(xyz, ckpt, out, *extra):
 
 
 def _md(xyz, ckpt, out, *extra, steps: int = 4):
-    return main(["md", str(xyz), "--model", str(ckpt), "--out", str(out), "--steps", str(steps), "--interval", "2",
-                 "--quiet", "--ensemble", "nve", *extra])
+    return main(
+        [
+            "md",
+            str(xyz),
+            "--model",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--steps",
+            str(steps),
+            "--interval",
+            "2",
+            "--quiet",
+            "--ensemble",
+            "nve",
+            *extra,
+        ]
+    )
 
 
 def _steps(csv_path) -> list[int]:
@@ -52,9 +68,14 @@ def _fail_on_call(monkeypatch, n: int, exc: BaseException) -> None:
 
 
 # --------------------------------------------------------------------------- --out checks
-@pytest.mark.parametrize(("name", "message"), [("relaxed.foo", "no structure format 'foo'"),
-                                               ("relaxed", "no structure format"),
-                                               ("relaxed.png", "cannot write and read back")])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("relaxed.foo", "no structure format 'foo'"),
+        ("relaxed", "no structure format"),
+        ("relaxed.png", "cannot write and read back"),
+    ],
+)
 def test_relax_refuses_unknown_format_before_running(small_checkpoint, xyz, tmp_path, caplog, name, message):
     assert _relax(xyz, small_checkpoint, tmp_path / name) == 2
     assert message in caplog.text and name in caplog.text

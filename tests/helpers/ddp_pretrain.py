@@ -33,8 +33,12 @@ def main(out: str) -> None:
     torch.set_num_threads(1)
     info = init_distributed()
     data = synthetic_conformers(28)
-    cfg = PretrainConfig(model=ModelConfig(hidden_nf=16, n_layers=2, head="pooled", noise_levels=50),
-                         epochs=2, batch_size=8, checkpoint_every_steps=1000)
+    cfg = PretrainConfig(
+        model=ModelConfig(hidden_nf=16, n_layers=2, head="pooled", noise_levels=50),
+        epochs=2,
+        batch_size=8,
+        checkpoint_every_steps=1000,
+    )
     pretrain(cfg, data[:20], data[20:], out, info=info)
     cleanup(info)
     if info.world_size > 1:

@@ -316,8 +316,22 @@ def test_cli_landscape_random_two_models(small_checkpoint, ethanol, tmp_path):
     xyz = tmp_path / "ethanol.xyz"
     ase.io.write(xyz, ethanol)
     out = tmp_path / "land" / "eth"
-    rc = _cli(["landscape", str(xyz), "--model", f"A={small_checkpoint}", "--model", f"B={small_checkpoint}",
-               "--n", "5", "--extent-A", "0.5", "--out", str(out)])
+    rc = _cli(
+        [
+            "landscape",
+            str(xyz),
+            "--model",
+            f"A={small_checkpoint}",
+            "--model",
+            f"B={small_checkpoint}",
+            "--n",
+            "5",
+            "--extent-A",
+            "0.5",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     for suffix in (".png", ".npz", ".csv", ".json"):
         assert out.with_suffix(suffix).is_file(), suffix
@@ -331,12 +345,45 @@ def test_cli_landscape_hessian_and_pca_with_error_map(small_checkpoint, tiny_rmd
     xyz = tmp_path / "x0.xyz"
     ase.io.write(xyz, Atoms(numbers=frames.z, positions=frames.coords[0]))
     out = tmp_path / "hess"
-    assert _cli(["landscape", str(xyz), "--model", str(small_checkpoint), "--directions", "hessian",
-                 "--n", "5", "--out", str(out)]) == 0
+    assert (
+        _cli(
+            [
+                "landscape",
+                str(xyz),
+                "--model",
+                str(small_checkpoint),
+                "--directions",
+                "hessian",
+                "--n",
+                "5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "Hessian modes 0, 1" in json.loads(out.with_suffix(".json").read_text())["method"]
     out = tmp_path / "pca"
-    assert _cli(["landscape", str(xyz), "--model", str(small_checkpoint), "--directions", "pca",
-                 "--frames", str(tiny_rmd17), "--error-map", "--n", "5", "--out", str(out)]) == 0
+    assert (
+        _cli(
+            [
+                "landscape",
+                str(xyz),
+                "--model",
+                str(small_checkpoint),
+                "--directions",
+                "pca",
+                "--frames",
+                str(tiny_rmd17),
+                "--error-map",
+                "--n",
+                "5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "pca_pcmap_tiny.png").is_file() and (tmp_path / "pca_pcmap.json").is_file()
     with pytest.raises(ValueError, match="needs --frames"):
         _cli(["landscape", str(xyz), "--model", str(small_checkpoint), "--directions", "pca", "--out", str(out)])

@@ -212,7 +212,9 @@ def test_pretraining_losses_have_gradients(backbone: str) -> None:
     loss.backward()
     named = dict(model.backbone.named_parameters())
     dead = [name for name, p in named.items() if p.grad is None]
-    assert all("coord_mlp" in name for name in dead), f"parameters without gradient: {dead}"  # EGNN: docs/method.md §7.10
+    assert all("coord_mlp" in name for name in dead), (
+        f"parameters without gradient: {dead}"
+    )  # EGNN: docs/method.md §7.10
     grads = [p.grad for p in named.values() if p.grad is not None]
     assert all(torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0

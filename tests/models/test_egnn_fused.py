@@ -93,7 +93,9 @@ def test_gradcheck_float64() -> None:
         pos = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
         h0 = torch.randn(8, 5, dtype=torch.float64, requires_grad=True)
         types = torch.randint(0, 4, (2, 4, 4))
-        assert torch.autograd.gradcheck(lambda p, h: FusedDenseEGNN.apply(p, h, types, weights, True), (pos, h0))
+        assert torch.autograd.gradcheck(
+            lambda p, h, t=types, w=weights: FusedDenseEGNN.apply(p, h, t, w, True), (pos, h0)
+        )
 
 
 def test_gradcheck_fused_head_float64() -> None:
@@ -286,4 +288,3 @@ def test_calculator_uses_fused_path(small_checkpoint, count_fused: list[int]) ->
     from ase import units
 
     np.testing.assert_allclose(f, f_ref.numpy() * units.kcal / units.mol, rtol=0, atol=1e-12)
-

@@ -119,14 +119,19 @@ def test_silu_grad_gradcheck() -> None:
     x = torch.randn(5, 3, dtype=torch.float64, generator=gen, requires_grad=True) * 3
     assert torch.autograd.gradcheck(SiluGrad.apply, (grad, x))
     assert torch.autograd.gradgradcheck(SiluGrad.apply, (grad, x))
-    torch.testing.assert_close(SiluGrad.apply(grad, x), grad * torch.func.grad(lambda t: torch.nn.functional.silu(t).sum())(x))
+    torch.testing.assert_close(
+        SiluGrad.apply(grad, x), grad * torch.func.grad(lambda t: torch.nn.functional.silu(t).sum())(x)
+    )
 
 
 def test_fallback_to_autograd(count_explicit: list[int]) -> None:
     """Molecules of different sizes (no dense layout) and the switch fall back to autograd."""
     model = make_small_model(seed=5).double().train()
-    mixed = collate([topo_of(molecule("CH3CH2OH")), topo_of(molecule("H2O"))],
-                    [molecule("CH3CH2OH").positions, molecule("H2O").positions], torch.float64)
+    mixed = collate(
+        [topo_of(molecule("CH3CH2OH")), topo_of(molecule("H2O"))],
+        [molecule("CH3CH2OH").positions, molecule("H2O").positions],
+        torch.float64,
+    )
     assert mixed.dense_edge_type is None and not explicit_forces_apply(model, mixed)
     _, f = energy_and_forces(model, mixed, training=True)
     assert f.requires_grad and count_explicit[0] == 0

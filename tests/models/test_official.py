@@ -68,7 +68,9 @@ def test_inp_head_recovers_noise_level(official, name):
             logits = model.noise_head(pooled_clean, pooled_noisy)
             assert logits.shape == (n_draws, 50)
             predicted = logits.argmax(dim=1).double().mean().item()
-            assert abs(predicted - level) <= 2.0, f"{name}: level {level} (σ={float(sigmas[level]):.3f} Å) -> {predicted}"
+            assert abs(predicted - level) <= 2.0, (
+                f"{name}: level {level} (σ={float(sigmas[level]):.3f} Å) -> {predicted}"
+            )
 
 
 @pytest.mark.parametrize("name", MOLECULES)

@@ -67,9 +67,11 @@ def test_physics_battery(backbone, precision):
         return model_fn(model, topology_from_positions(ethanol.numbers[perm], ethanol.positions[perm]), precision.dtype)
 
     assert_permutation_invariance(fn_of_perm, ethanol.positions, seed=2, atol=precision.atol)
-    assert_forces_match_fd(fn, ethanol.positions, delta_A=precision.fd_delta_A, rtol=precision.fd_rtol,
-                           atol=precision.fd_atol)
+    assert_forces_match_fd(
+        fn, ethanol.positions, delta_A=precision.fd_delta_A, rtol=precision.fd_rtol, atol=precision.fd_atol
+    )
     water = molecule("H2O")
     topos = [topo, topology_from_positions(water.numbers, water.positions)]
-    assert_batch_equals_single(model, topos, [ethanol.positions, water.positions], atol=precision.atol,
-                               dtype=precision.dtype)
+    assert_batch_equals_single(
+        model, topos, [ethanol.positions, water.positions], atol=precision.atol, dtype=precision.dtype
+    )

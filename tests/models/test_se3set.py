@@ -194,8 +194,10 @@ def test_clear_errors(ethanol) -> None:
     with pytest.raises(ValueError, match=r"atomic numbers \[8\]"):
         tiny(elements=[1, 6])(g)
     with pytest.raises(ValueError, match="do not match"):
-        dataclasses.replace(topology_from_positions(ethanol.numbers[::-1], ethanol.positions),
-                            hypergraph=with_hypergraph(ethanol).hypergraph)
+        dataclasses.replace(
+            topology_from_positions(ethanol.numbers[::-1], ethanol.positions),
+            hypergraph=with_hypergraph(ethanol).hypergraph,
+        )
 
 
 # --------------------------------------------------------------------------- checkpoints, calculator, training
@@ -266,13 +268,22 @@ def test_per_frame_hypergraph_changes_with_geometry(aspirin) -> None:
 def test_finetune_one_epoch(tmp_path, tiny_rmd17) -> None:
     from emgp_md.training.finetune import finetune
 
-    cfg = FinetuneConfig(data=str(tiny_rmd17), test_data=str(tiny_rmd17), n_train=16, n_val=4, epochs=1,
-                         batch_size=8, lr=1e-3, seed=7, model=se3set_model_config("tiny"))
+    cfg = FinetuneConfig(
+        data=str(tiny_rmd17),
+        test_data=str(tiny_rmd17),
+        n_train=16,
+        n_val=4,
+        epochs=1,
+        batch_size=8,
+        lr=1e-3,
+        seed=7,
+        model=se3set_model_config("tiny"),
+    )
     result = finetune(cfg, tmp_path / "ft")
     assert result["finished"] and result["epochs"] == 1
     for split in ("val", "test"):
         assert math.isfinite(result[split]["force_mae_kcal_mol_A"]) and math.isfinite(result[split]["energy_mae_meV"])
-    model, meta = load_checkpoint(tmp_path / "ft" / "model.pt")
+    _model, meta = load_checkpoint(tmp_path / "ft" / "model.pt")
     assert meta["model"]["backbone"] == "se3set" and meta["model"]["se3set_preset"] == "tiny"
     topo = Topology.from_dict(meta["topology"])
     assert topo.hypergraph is not None and topo.hypergraph.n_atoms == 9

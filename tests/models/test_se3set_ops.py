@@ -38,11 +38,14 @@ def test_cat_has_the_derivatives_of_torch_cat() -> None:
     assert torch.autograd.gradgradcheck(lambda *t: cat(list(t), dim=1) ** 3, (a, b))
 
 
-@pytest.mark.parametrize(("irreps_in", "irreps_out", "pieces"), [
-    ("6x0e+4x1o+3x2e", "5x0e+2x1o+4x2e", None),
-    ("8x0e+3x0e+4x1o", "5x0e+2x0e+4x1o+2x2e", "5x0e+3x0e+3x0e+1x1o+3x1o"),  # unreached 2e, refined pieces
-    ("1x0e", "6x0e+4x1o+3x2e", None),
-])
+@pytest.mark.parametrize(
+    ("irreps_in", "irreps_out", "pieces"),
+    [
+        ("6x0e+4x1o+3x2e", "5x0e+2x1o+4x2e", None),
+        ("8x0e+3x0e+4x1o", "5x0e+2x0e+4x1o+2x2e", "5x0e+3x0e+3x0e+1x1o+3x1o"),  # unreached 2e, refined pieces
+        ("1x0e", "6x0e+4x1o+3x2e", None),
+    ],
+)
 def test_linear_matches_e3nn(irreps_in: str, irreps_out: str, pieces: str | None) -> None:
     lin = _randomize_(LinearFM(irreps_in, irreps_out, biases=True, pieces=pieces), seed=1)
     (x,) = _inputs(o3.Irreps(irreps_in).dim)
@@ -51,8 +54,17 @@ def test_linear_matches_e3nn(irreps_in: str, irreps_out: str, pieces: str | None
     chunks = list(x.t().split([mul_ir.dim for mul_ir in o3.Irreps(pieces or irreps_in)], dim=0))
     out = lin.forward_fm(chunks, blocks=True)
     assert len(out) == len(lin.irreps_out)
-    torch.testing.assert_close(torch.cat([o if o is not None else torch.zeros(mul_ir.dim, x.shape[0], dtype=x.dtype)
-                                          for o, mul_ir in zip(out, lin.irreps_out)]).t(), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        torch.cat(
+            [
+                o if o is not None else torch.zeros(mul_ir.dim, x.shape[0], dtype=x.dtype)
+                for o, mul_ir in zip(out, lin.irreps_out)
+            ]
+        ).t(),
+        expected,
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 def test_linear_bias_scale_and_zero_pieces() -> None:
@@ -83,8 +95,9 @@ def test_depthwise_tensor_product_matches_e3nn(irreps_attr: o3.Irreps, shared: b
     # one column of x is broadcast; None blocks contribute nothing
     x0 = x[:1].clone()
     x0[:, V.slices()[1]] = 0
-    broadcast = tp.forward_fm([x0.t()[V.slices()[0]], None, x0.t()[V.slices()[2]]], y.t().contiguous(),
-                              None if shared else w.t().contiguous())
+    broadcast = tp.forward_fm(
+        [x0.t()[V.slices()[0]], None, x0.t()[V.slices()[2]]], y.t().contiguous(), None if shared else w.t().contiguous()
+    )
     torch.testing.assert_close(broadcast.t(), tp(x0.expand(x.shape[0], -1), y, weight), rtol=0, atol=1e-12)
 
 
@@ -116,8 +129,10 @@ def test_second_derivatives_match_e3nn(shared: bool) -> None:
 def test_linear_of_product_matches_map_of_product() -> None:
     tp = _randomize_(depthwise_tensor_product(V, SH, V, internal_weights=False), seed=6)
     out_irreps = [o3.Irreps("3x0e"), o3.Irreps("2x0e+9x1o+1x2e"), o3.Irreps("7x0e+1x1o+8x2e")]  # both orders
-    linears = [_randomize_(LinearFM(tp.irreps_out.simplify(), irreps, biases=True, pieces=tp.irreps_out), seed=7 + k)
-               for k, irreps in enumerate(out_irreps)]
+    linears = [
+        _randomize_(LinearFM(tp.irreps_out.simplify(), irreps, biases=True, pieces=tp.irreps_out), seed=7 + k)
+        for k, irreps in enumerate(out_irreps)
+    ]
     x, y, w = (t.t().contiguous() for t in _inputs(V.dim, SH.dim, tp.weight_numel))
     product = tp.forward_fm(x, y, w, blocks=True)
     for got, lin in zip(linear_of_product(tp, linears, x, y, w), linears):
@@ -144,9 +159,14 @@ def test_state_dict_keys_and_dtype_constants() -> None:
     """Same parameters and buffers as e3nn's modules; the Clebsch–Gordan constants follow the dtype."""
     torch.manual_seed(0)
     tp = depthwise_tensor_product(V, SH, V, internal_weights=True)
-    plain = o3.TensorProduct(tp.irreps_in1, tp.irreps_in2, tp.irreps_out,
-                             [(i.i_in1, i.i_in2, i.i_out, i.connection_mode, i.has_weight) for i in tp.instructions],
-                             internal_weights=True, shared_weights=True)
+    plain = o3.TensorProduct(
+        tp.irreps_in1,
+        tp.irreps_in2,
+        tp.irreps_out,
+        [(i.i_in1, i.i_in2, i.i_out, i.connection_mode, i.has_weight) for i in tp.instructions],
+        internal_weights=True,
+        shared_weights=True,
+    )
     assert tp.state_dict().keys() == plain.state_dict().keys()
     assert LinearFM(V, V).state_dict().keys() == o3.Linear(V, V).state_dict().keys()
     x, y = _inputs(V.dim, SH.dim)

@@ -72,8 +72,9 @@ def test_riemann_score_vanishes_at_the_clean_conformer() -> None:
 def _mean_losses(model: torch.nn.Module, graph, topos, seed: int) -> tuple[float, float]:
     efp, inp = [], []
     for rep in range(4):
-        draw = draw_noise(range(len(topos)), [t.n_atoms for t in topos], 50, 1, seed=seed, epoch=rep,
-                          dtype=graph.pos.dtype)
+        draw = draw_noise(
+            range(len(topos)), [t.n_atoms for t in topos], 50, 1, seed=seed, epoch=rep, dtype=graph.pos.dtype
+        )
         _, st = pretrain_losses(model, graph, draw, noise_levels(), "riemann", 1.0, 0.2, len(topos))
         efp.append(st["efp"] / st["n"])
         inp.append(st["inp"] / st["n"])

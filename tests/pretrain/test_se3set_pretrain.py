@@ -43,8 +43,7 @@ def _model_cfg(**kw):
 
 
 def _cfg(**kw) -> PretrainConfig:
-    base = {"model": _model_cfg(), "epochs": 1, "batch_size": 4, "checkpoint_every_steps": 100, "threads": 1,
-            "seed": 3}
+    base = {"model": _model_cfg(), "epochs": 1, "batch_size": 4, "checkpoint_every_steps": 100, "threads": 1, "seed": 3}
     base.update(kw)
     return PretrainConfig(**base)
 
@@ -55,8 +54,9 @@ def conformer_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("se3set_conformers")
     (root / "mols.csv").write_text("smiles\n" + "".join(f"{s}\n" for s in SOURCE))
-    generate_conformer_set(root / "mols.csv", root / "set", max_conformers=3, n_embed=6, shard_size=3, exclude=(),
-                           progress=False, seed=5)
+    generate_conformer_set(
+        root / "mols.csv", root / "set", max_conformers=3, n_embed=6, shard_size=3, exclude=(), progress=False, seed=5
+    )
     return root / "set"
 
 
@@ -131,8 +131,9 @@ def test_cache_builds_once_and_logs_each_failure_once(caplog) -> None:
             np.testing.assert_array_equal(s[1], pos)  # positions are the sample's, not the reference's
 
 
-def test_one_epoch_on_a_conformer_set_skips_what_cannot_be_fragmented(tmp_path: Path, conformer_set: Path,
-                                                                      capsys) -> None:
+def test_one_epoch_on_a_conformer_set_skips_what_cannot_be_fragmented(
+    tmp_path: Path, conformer_set: Path, capsys
+) -> None:
     from emgp_md.pretrain.data import load_split
 
     train, val = load_split(conformer_set, 2, seed=0)
@@ -150,8 +151,22 @@ def test_one_epoch_on_a_conformer_set_skips_what_cannot_be_fragmented(tmp_path: 
     from emgp_md.cli import main as cli_main
 
     capsys.readouterr()
-    assert cli_main(["pretrain-report", str(tmp_path / "best.pt"), "--data", str(conformer_set),
-                     "--n-val-molecules", "2", "--seed", "0", "--json"]) == 0
+    assert (
+        cli_main(
+            [
+                "pretrain-report",
+                str(tmp_path / "best.pt"),
+                "--data",
+                str(conformer_set),
+                "--n-val-molecules",
+                "2",
+                "--seed",
+                "0",
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)["best.pt"]
     assert report["n_conformers"] > 0 and all(math.isfinite(c) for c in report["cosine_riemann"])
 
@@ -163,15 +178,25 @@ def test_finetune_from_se3set_pretraining(tmp_path: Path, tiny_rmd17: Path) -> N
 
     confs = synthetic_conformers(8, seed=6)
     trainer.pretrain(_cfg(), confs[:6], confs[6:], tmp_path / "pre")
-    cfg = FinetuneConfig(data=str(tiny_rmd17), test_data=str(tiny_rmd17), n_train=16, n_val=4, epochs=1,
-                         batch_size=8, lr=1e-3, seed=7, pretrained=str(tmp_path / "pre" / "best.pt"),
-                         model=se3set_model_config("tiny"))
+    cfg = FinetuneConfig(
+        data=str(tiny_rmd17),
+        test_data=str(tiny_rmd17),
+        n_train=16,
+        n_val=4,
+        epochs=1,
+        batch_size=8,
+        lr=1e-3,
+        seed=7,
+        pretrained=str(tmp_path / "pre" / "best.pt"),
+        model=se3set_model_config("tiny"),
+    )
     result = finetune(cfg, tmp_path / "ft")
     assert result["finished"] and math.isfinite(result["test"]["force_mae_kcal_mol_A"])
     pre, _ = pretrained_backbone(tmp_path / "pre" / "best.pt")
     ft, meta = load_checkpoint(tmp_path / "ft" / "model.pt")
-    assert meta["model"]["backbone"] == "se3set" and set(pre) == {k[len("backbone."):] for k in ft.state_dict()
-                                                                   if k.startswith("backbone.")}
+    assert meta["model"]["backbone"] == "se3set" and set(pre) == {
+        k[len("backbone.") :] for k in ft.state_dict() if k.startswith("backbone.")
+    }
 
 
 def test_second_epoch_builds_no_hypergraph(tmp_path: Path, monkeypatch) -> None:

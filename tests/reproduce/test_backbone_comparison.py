@@ -35,15 +35,38 @@ def _workflow():
     return module
 
 
-def _fake_run(root: Path, spec: str, mol: str, force: float, energy: float, model: dict, epochs: int = 40,
-              wall_s: float = 600.0, cpu_s: float | None = None) -> None:
+def _fake_run(
+    root: Path,
+    spec: str,
+    mol: str,
+    force: float,
+    energy: float,
+    model: dict,
+    epochs: int = 40,
+    wall_s: float = 600.0,
+    cpu_s: float | None = None,
+) -> None:
     run = root / spec / mol
     run.mkdir(parents=True)
-    m = {"energy_mae_kcal_mol": energy, "force_mae_kcal_mol_A": force, "energy_mae_meV": energy * 43.364,
-         "force_mae_meV_A": force * 43.364}
-    (run / "metrics.json").write_text(json.dumps({
-        "finished": True, "epochs": epochs, "wall_s": wall_s, "best_epoch": epochs - 1, "val": m, "test": m,
-        **({} if cpu_s is None else {"cpu_s": cpu_s})}))
+    m = {
+        "energy_mae_kcal_mol": energy,
+        "force_mae_kcal_mol_A": force,
+        "energy_mae_meV": energy * 43.364,
+        "force_mae_meV_A": force * 43.364,
+    }
+    (run / "metrics.json").write_text(
+        json.dumps(
+            {
+                "finished": True,
+                "epochs": epochs,
+                "wall_s": wall_s,
+                "best_epoch": epochs - 1,
+                "val": m,
+                "test": m,
+                **({} if cpu_s is None else {"cpu_s": cpu_s}),
+            }
+        )
+    )
     (run / "config.json").write_text(json.dumps({"model": model}))
 
 
@@ -53,12 +76,19 @@ def test_config_expands_to_every_backbone(campaign: Path) -> None:
     pre = {j.name: j.config for j in pretrain_jobs(cfg)}
     assert set(pre) == {f"pre_{b}" for b in BACKBONES}
     for b in ("egnn", "schnet", "et"):
-        assert pre[f"pre_{b}"]["model"] == {"backbone": b, "hidden_nf": 64, "n_layers": 4, "head": "pooled",
-                                            "noise_levels": 50, "attention": True}
+        assert pre[f"pre_{b}"]["model"] == {
+            "backbone": b,
+            "hidden_nf": 64,
+            "n_layers": 4,
+            "head": "pooled",
+            "noise_levels": 50,
+            "attention": True,
+        }
     assert pre["pre_se3set"]["model"]["se3set_preset"] == "cpu_small"
     assert pre["pre_se3set"]["batch_size"] == 16 and pre["pre_egnn"]["batch_size"] == 64
-    assert all(c["max_conformers"] == 20000 and c["variant"] == "riemann" and c["cpu_budget_s"] == 300
-               for c in pre.values())
+    assert all(
+        c["max_conformers"] == 20000 and c["variant"] == "riemann" and c["cpu_budget_s"] == 300 for c in pre.values()
+    )
     jobs = {(j.name, j.molecule): j.config for j in finetune_jobs(cfg)}
     assert len(jobs) == 16
     for b in BACKBONES:
@@ -68,8 +98,9 @@ def test_config_expands_to_every_backbone(campaign: Path) -> None:
             assert scratch["lr"] == pretrained["lr"] and scratch["loss"] == pretrained["loss"] == "mse"
             assert pretrained["pretrained"].endswith(f"pre_{b}/best.pt")
             assert scratch["model"]["backbone"] == pretrained["model"]["backbone"] == b
-    assert [(r.backbone, r.init) for r in spec_rows(cfg)] == [(b, i) for b in BACKBONES for i in ("scratch",
-                                                                                                   "pretrained")]
+    assert [(r.backbone, r.init) for r in spec_rows(cfg)] == [
+        (b, i) for b in BACKBONES for i in ("scratch", "pretrained")
+    ]
 
 
 def test_dry_run_checks_every_job_and_writes_nothing(campaign: Path, tmp_path: Path, caplog) -> None:
@@ -95,9 +126,11 @@ def test_report_table_and_figure(campaign: Path, tmp_path: Path) -> None:
     md = (tmp_path / "report" / "results_figure3.md").read_text()
     png = tmp_path / "report" / "figures" / "figure3_backbones.png"
     assert png.exists() and png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rows = {tuple(c.strip() for c in line.split("|")[1:4]): [c.strip() for c in line.split("|")[4:-1]]
-            for line in md.splitlines() if line.count("|") == 15 and line.split("|")[3].strip() in ("scratch",
-                                                                                                   "pretrained")}
+    rows = {
+        tuple(c.strip() for c in line.split("|")[1:4]): [c.strip() for c in line.split("|")[4:-1]]
+        for line in md.splitlines()
+        if line.count("|") == 15 and line.split("|")[3].strip() in ("scratch", "pretrained")
+    }
     n = count_parameters(egnn)
     params = f"{n / 1e3:.1f} k"
     scratch = rows["EGNN", params, "scratch"]

@@ -20,7 +20,7 @@ def _campaign(tmp_path: Path, extra: str = "") -> Path:
     pre.write_text("data: conf\nepochs: 1\n")
     path = tmp_path / "campaign.yaml"
     path.write_text(f"""
-out: {tmp_path / 'runs'}
+out: {tmp_path / "runs"}
 data_dir: /data/rmd17
 molecules: [aspirin, ethanol]
 pretrain:
@@ -37,8 +37,14 @@ finetune:
 def test_jobs_expand_per_molecule(tmp_path: Path) -> None:
     cfg = load_campaign(_campaign(tmp_path))
     jobs = {(j.name, j.molecule): j for j in finetune_jobs(cfg)}
-    assert set(jobs) == {("scratch", "aspirin"), ("scratch", "ethanol"), ("official", "aspirin"),
-                         ("official", "ethanol"), ("ours", "aspirin"), ("t3", "aspirin")}
+    assert set(jobs) == {
+        ("scratch", "aspirin"),
+        ("scratch", "ethanol"),
+        ("official", "aspirin"),
+        ("official", "ethanol"),
+        ("ours", "aspirin"),
+        ("t3", "aspirin"),
+    }
     assert jobs["scratch", "ethanol"].config["data"] == "/data/rmd17/rmd17_ethanol_train_01.npz"
     assert jobs["scratch", "ethanol"].config["test_data"] == "/data/rmd17/rmd17_ethanol_test_01.npz"
     assert "pretrained" not in jobs["scratch", "aspirin"].config
@@ -54,8 +60,9 @@ def test_extends_and_finetune_overrides(tmp_path: Path) -> None:
     """A repeat at another seed: same jobs as the base campaign except ``seed`` and the folder."""
     base = load_campaign(_campaign(tmp_path))
     repeat = tmp_path / "repeat.yaml"
-    repeat.write_text(f"extends: {tmp_path / 'campaign.yaml'}\nout: {tmp_path / 'runs_s2'}\n"
-                      "finetune_overrides: {seed: 7}\n")
+    repeat.write_text(
+        f"extends: {tmp_path / 'campaign.yaml'}\nout: {tmp_path / 'runs_s2'}\nfinetune_overrides: {{seed: 7}}\n"
+    )
     cfg = load_campaign(repeat)
     assert cfg.molecules == base.molecules and [s.name for s in cfg.finetune] == [s.name for s in base.finetune]
     for a, b in zip(finetune_jobs(base), finetune_jobs(cfg)):
@@ -85,8 +92,15 @@ def test_unknown_keys_and_molecules_are_errors(tmp_path: Path) -> None:
 def test_dry_run_writes_nothing_and_finished_runs_are_skipped(tmp_path: Path) -> None:
     cfg = load_campaign(_campaign(tmp_path))
     status = run_campaign(cfg, dry_run=True)
-    assert set(status) == {"p1", "scratch/aspirin", "scratch/ethanol", "official/aspirin", "official/ethanol",
-                           "ours/aspirin", "t3/aspirin"}
+    assert set(status) == {
+        "p1",
+        "scratch/aspirin",
+        "scratch/ethanol",
+        "official/aspirin",
+        "official/ethanol",
+        "ours/aspirin",
+        "t3/aspirin",
+    }
     assert not (tmp_path / "runs").exists()
     job = finetune_jobs(cfg)[0]
     job.out.mkdir(parents=True)
@@ -98,11 +112,24 @@ def test_dry_run_writes_nothing_and_finished_runs_are_skipped(tmp_path: Path) ->
 def _fake_run(root: Path, spec: str, mol: str, val_f: float, test_f: float) -> None:
     run = root / spec / mol
     run.mkdir(parents=True)
-    m = {"energy_mae_kcal_mol": 0.1, "force_mae_kcal_mol_A": test_f, "energy_mae_meV": 4.3,
-         "force_mae_meV_A": test_f * 43.364}
-    (run / "metrics.json").write_text(json.dumps({
-        "finished": True, "epochs": 10, "wall_s": 60.0, "best_epoch": 9,
-        "val": {**m, "force_mae_kcal_mol_A": val_f}, "test": m}))
+    m = {
+        "energy_mae_kcal_mol": 0.1,
+        "force_mae_kcal_mol_A": test_f,
+        "energy_mae_meV": 4.3,
+        "force_mae_meV_A": test_f * 43.364,
+    }
+    (run / "metrics.json").write_text(
+        json.dumps(
+            {
+                "finished": True,
+                "epochs": 10,
+                "wall_s": 60.0,
+                "best_epoch": 9,
+                "val": {**m, "force_mae_kcal_mol_A": val_f},
+                "test": m,
+            }
+        )
+    )
     (run / "config.json").write_text(json.dumps({"model": {"n_layers": 4, "hidden_nf": 64}}))
 
 
@@ -129,10 +156,18 @@ def test_shipping_bar_and_readme_table(tmp_path):
 
     assert misses_bar(0.60, 0.58) and misses_bar(0.58, 0.58) and not misses_bar(0.57, 0.58)
     assert not misses_bar(5.0, None)
-    entry = {"formula": "C2H6O", "epochs": 300, "pretrained": "x/checkpoint-3dmgp",
-             "architecture": {"backbone": "egnn", "n_layers": 7, "hidden_nf": 128},
-             "test": {"energy_mae_kcal_mol": 0.024, "energy_mae_meV": 1.05, "force_mae_kcal_mol_A": 0.156,
-                      "force_mae_meV_A": 6.8}}
+    entry = {
+        "formula": "C2H6O",
+        "epochs": 300,
+        "pretrained": "x/checkpoint-3dmgp",
+        "architecture": {"backbone": "egnn", "n_layers": 7, "hidden_nf": 128},
+        "test": {
+            "energy_mae_kcal_mol": 0.024,
+            "energy_mae_meV": 1.05,
+            "force_mae_kcal_mol_A": 0.156,
+            "force_mae_meV_A": 6.8,
+        },
+    }
     table = models_table({"ethanol": entry}, {"ethanol": 0.39})
     assert "| `ethanol` | C2H6O | authors' 3D-EMGP EGNN (7 × 128), fine-tuned 300 epochs" in table
     assert "0.156 kcal/mol/Å (6.8 meV/Å) | 0.39 kcal/mol/Å |" in table

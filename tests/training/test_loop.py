@@ -46,8 +46,9 @@ def _run(out: Path, resume: bool = False, kill_at: tuple[int, int] | None = None
     model = torch.nn.Linear(3, 1).double()
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=EPOCHS)
-    loop = ResumableLoop(out, model, opt, sched, Budgets(EPOCHS, **budgets), log_fields=FIELDS, layout="step",
-                         counters={"steps_done": 0})
+    loop = ResumableLoop(
+        out, model, opt, sched, Budgets(EPOCHS, **budgets), log_fields=FIELDS, layout="step", counters={"steps_done": 0}
+    )
     loop.start(resume, {"lr": 0.05})
 
     def run_epoch(epoch: int, first_step: int) -> EpochOutcome:
@@ -158,8 +159,15 @@ def test_cpu_budget_ends_the_run_after_one_epoch(tmp_path) -> None:
 
 def test_cpu_budget_needs_one_process(tmp_path) -> None:
     with pytest.raises(ValueError, match="single-process"):
-        ResumableLoop(tmp_path, torch.nn.Linear(1, 1), None, None, Budgets(cpu_s=1.0), log_fields=FIELDS,
-                      info=DistInfo(rank=0, world_size=2))
+        ResumableLoop(
+            tmp_path,
+            torch.nn.Linear(1, 1),
+            None,
+            None,
+            Budgets(cpu_s=1.0),
+            log_fields=FIELDS,
+            info=DistInfo(rank=0, world_size=2),
+        )
 
 
 def test_epoch_layout_saves_whole_epochs(tmp_path) -> None:
@@ -233,8 +241,16 @@ def test_global_step_layout_resumes_after_the_row_of_its_step(tmp_path) -> None:
     model = torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     fields = ["step", "val_loss", "wall_s"]
-    loop = ResumableLoop(tmp_path, model, opt, None, Budgets(deadline_unix=0.0), log_fields=fields,
-                         layout="global_step", counters={"best_step": -1})
+    loop = ResumableLoop(
+        tmp_path,
+        model,
+        opt,
+        None,
+        Budgets(deadline_unix=0.0),
+        log_fields=fields,
+        layout="global_step",
+        counters={"best_step": -1},
+    )
     assert not loop.start(True, {}) and loop.past_deadline()
     for step in (2, 4, 6):
         loop_mod.append_row(tmp_path / "log.csv", fields, {"step": step, "val_loss": 1.0 / step, "wall_s": 0.0})
@@ -246,8 +262,9 @@ def test_global_step_layout_resumes_after_the_row_of_its_step(tmp_path) -> None:
     assert (state["step"], state["best_val"], state["best_step"]) == (4, 0.25, 4)
     with pytest.raises(ValueError, match="no epochs"):
         loop.save_state(1, 0)
-    again = ResumableLoop(tmp_path, model, opt, None, Budgets(), log_fields=fields, layout="global_step",
-                          counters={"best_step": -1})
+    again = ResumableLoop(
+        tmp_path, model, opt, None, Budgets(), log_fields=fields, layout="global_step", counters={"best_step": -1}
+    )
     assert again.start(True, {}) and (again.step, again.best, again.counters["best_step"]) == (4, 0.25, 4)
     with (tmp_path / "log.csv").open(newline="") as fh:
         assert [int(r["step"]) for r in csv.DictReader(fh)] == [2, 4]  # step 6 comes again

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections import OrderedDict, deque
@@ -166,7 +167,11 @@ def fused_weights(backbone: nn.Module) -> FusedWeights:
     """
     entry = _weights_cache.get(backbone)
     try:
-        if entry is not None and _structure(entry.registries) == entry.structure and _state(entry.tensors) == entry.state:
+        if (
+            entry is not None
+            and _structure(entry.registries) == entry.structure
+            and _state(entry.tensors) == entry.state
+        ):
             return entry.weights
         tensors = [*backbone.parameters(), *backbone.buffers()]
         state = _state(tensors)
@@ -336,7 +341,5 @@ class Lease:
         self.key, self.workspace = key, workspace
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: the pool may be gone already
             WORKSPACES.release(self.key, self.workspace)
-        except Exception:  # noqa: BLE001 - interpreter shutdown: the pool may be gone already
-            pass

@@ -257,7 +257,12 @@ def fused_energy(model: nn.Module, graph: GraphBatch) -> torch.Tensor:
         return model.energy_from_features(h, graph)
     first, last = head.mlp[0], head.mlp[2]
     energy = FusedAtomwiseEnergy.apply(
-        h, graph.batch, graph.n_graphs, first.weight.detach(), first.bias.detach(), last.weight.detach()[0],
+        h,
+        graph.batch,
+        graph.n_graphs,
+        first.weight.detach(),
+        first.bias.detach(),
+        last.weight.detach()[0],
         last.bias.detach(),
     )
     return energy * model.energy_scale

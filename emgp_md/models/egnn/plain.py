@@ -52,7 +52,10 @@ class EGCL(nn.Module):
         self.hidden_nf = hidden_nf
         self.attention = attention
         self.edge_mlp = nn.Sequential(
-            nn.Linear(2 * hidden_nf + 1 + n_edge_types, hidden_nf), nn.SiLU(), nn.Linear(hidden_nf, hidden_nf), nn.SiLU()
+            nn.Linear(2 * hidden_nf + 1 + n_edge_types, hidden_nf),
+            nn.SiLU(),
+            nn.Linear(hidden_nf, hidden_nf),
+            nn.SiLU(),
         )
         self.node_mlp = nn.Sequential(nn.Linear(2 * hidden_nf, hidden_nf), nn.SiLU(), nn.Linear(hidden_nf, hidden_nf))
         last = nn.Linear(hidden_nf, 1, bias=False)

@@ -144,8 +144,10 @@ def _layer_forward(
     first = layer.edge_mlp[0]
     w = first.weight
     node = F.linear(h, torch.cat([w[:, :hid], w[:, hid : 2 * hid]]))  # (B, n, 2H): [W_i h, W_j h]
-    pre = F.linear(pair_in, w[:, 2 * hid :], first.bias).add_(node[..., :hid].unsqueeze(2)).add_(
-        node[..., hid:].unsqueeze(1)
+    pre = (
+        F.linear(pair_in, w[:, 2 * hid :], first.bias)
+        .add_(node[..., :hid].unsqueeze(2))
+        .add_(node[..., hid:].unsqueeze(1))
     )
     z = layer.edge_mlp[2](F.silu(pre))
     m = F.silu(z)
@@ -185,7 +187,9 @@ def _layer_force_backward(
     grad_pre = silu_grad(grad_s, cache.pre)  # (B, n, n, H)
     w = layer.edge_mlp[0].weight
     grad_r = grad_pre @ w[:, 2 * hid]  # (B, n, n)
-    grad_h_in = grad_h + grad_cat[..., :hid] + grad_pre.sum(dim=2) @ w[:, :hid] + grad_pre.sum(dim=1) @ w[:, hid : 2 * hid]
+    grad_h_in = (
+        grad_h + grad_cat[..., :hid] + grad_pre.sum(dim=2) @ w[:, :hid] + grad_pre.sum(dim=1) @ w[:, hid : 2 * hid]
+    )
     return grad_h_in, grad_r
 
 

@@ -81,8 +81,15 @@ class HypergraphAttention(nn.Module):
         ``[n_rbf, hidden...]``: weights of the first tensor product from the items' radial basis.
     """
 
-    def __init__(self, irreps: o3.Irreps, irreps_attr: o3.Irreps, irreps_head: o3.Irreps, n_heads: int,
-                 irreps_src: o3.Irreps | None = None, radial_sizes: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        irreps: o3.Irreps,
+        irreps_attr: o3.Irreps,
+        irreps_head: o3.Irreps,
+        n_heads: int,
+        irreps_src: o3.Irreps | None = None,
+        radial_sizes: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         irreps_head = o3.Irreps(irreps_head)
         self.n_heads = n_heads
@@ -96,8 +103,7 @@ class HypergraphAttention(nn.Module):
         self.radial = RadialMLP([*radial_sizes, self.dtp.weight_numel]) if radial_sizes else None
         irreps_q = self.dtp.irreps_out.simplify()
         pieces = self.dtp.irreps_out  # the tensor products hand over their path outputs unconcatenated
-        self.lin_alpha = LinearFM(irreps_q, o3.Irreps([(n_heads * self.mul_alpha, SCALAR)]), biases=True,
-                                  pieces=pieces)
+        self.lin_alpha = LinearFM(irreps_q, o3.Irreps([(n_heads * self.mul_alpha, SCALAR)]), biases=True, pieces=pieces)
         self.alpha_act = make_alpha_activation()
         bound = math.sqrt(6.0 / (n_heads + self.mul_alpha))  # glorot, as GATv2 / Equiformer
         self.alpha_dot = nn.Parameter(torch.empty(n_heads, self.mul_alpha).uniform_(-bound, bound))
@@ -105,13 +111,20 @@ class HypergraphAttention(nn.Module):
         self.gate_blocks_fit = self.gate.irreps_out == o3.Irreps(irreps)  # its blocks can go to dtp_value as they are
         self.lin_gate = LinearFM(irreps_q, self.gate.irreps_in, biases=True, pieces=pieces)
         self.dtp_value = depthwise_tensor_product(irreps, irreps_attr, irreps_heads, internal_weights=True)
-        self.lin_value = LinearFM(self.dtp_value.irreps_out.simplify(), irreps_heads, biases=True,
-                                  pieces=self.dtp_value.irreps_out)
+        self.lin_value = LinearFM(
+            self.dtp_value.irreps_out.simplify(), irreps_heads, biases=True, pieces=self.dtp_value.irreps_out
+        )
         self.proj = LinearFM(irreps_heads, irreps, biases=True)
 
-    def forward(self, dst: torch.Tensor, dst_index: torch.Tensor, attr: torch.Tensor,
-                src: torch.Tensor | None = None, src_index: torch.Tensor | None = None,
-                basis: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        dst: torch.Tensor,
+        dst_index: torch.Tensor,
+        attr: torch.Tensor,
+        src: torch.Tensor | None = None,
+        src_index: torch.Tensor | None = None,
+        basis: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Attention output for every destination.
 
         Parameters
@@ -173,11 +186,20 @@ class SE3SetBlock(nn.Module):
         ``[n_rbf, hidden...]`` of the V2E radial network.
     """
 
-    def __init__(self, irreps: o3.Irreps, irreps_sh: o3.Irreps, irreps_head: o3.Irreps, n_heads: int,
-                 irreps_mlp_mid: o3.Irreps, irreps_out: o3.Irreps, radial_sizes: Sequence[int]) -> None:
+    def __init__(
+        self,
+        irreps: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        irreps_head: o3.Irreps,
+        n_heads: int,
+        irreps_mlp_mid: o3.Irreps,
+        irreps_out: o3.Irreps,
+        radial_sizes: Sequence[int],
+    ) -> None:
         super().__init__()
-        self.v2e = HypergraphAttention(irreps, irreps_sh, irreps_head, n_heads, irreps_src=irreps,
-                                       radial_sizes=radial_sizes)
+        self.v2e = HypergraphAttention(
+            irreps, irreps_sh, irreps_head, n_heads, irreps_src=irreps, radial_sizes=radial_sizes
+        )
         self.norm_hyperedge_1 = EquivariantLayerNorm(irreps)
         self.ffn_hyperedge = FeedForward(irreps, irreps_mlp_mid, irreps)
         self.norm_hyperedge_2 = EquivariantLayerNorm(irreps)
@@ -187,9 +209,17 @@ class SE3SetBlock(nn.Module):
         self.shortcut = LinearFM(irreps, irreps_out, biases=True) if o3.Irreps(irreps_out) != irreps else None
         self.norm_atom_2 = EquivariantLayerNorm(irreps_out)
 
-    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, h: torch.Tensor, h_hat: torch.Tensor,
-                incidences: tuple[torch.Tensor, torch.Tensor], anchor: torch.Tensor, sh: torch.Tensor,
-                basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_hat: torch.Tensor,
+        h: torch.Tensor,
+        h_hat: torch.Tensor,
+        incidences: tuple[torch.Tensor, torch.Tensor],
+        anchor: torch.Tensor,
+        sh: torch.Tensor,
+        basis: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Update both streams.
 
         Parameters

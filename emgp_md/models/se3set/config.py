@@ -92,13 +92,21 @@ class SE3SetSettings:
                 raise ValueError(f"SE3Set {name} needs 0e channels, got {irreps}")
             if name != "irreps_mlp_mid" and irreps != sort_even_first(irreps)[0].simplify():
                 raise ValueError(f"SE3Set {name} must be sorted and simplified, got {irreps}")
-        positive = {"n_heads": self.n_heads, "n_blocks": self.n_blocks, "feature_nf": self.feature_nf,
-                    "n_rbf": self.n_rbf, "cutoff_A": self.cutoff_A, "avg_node_degree": self.avg_node_degree,
-                    "avg_hyperedge_degree": self.avg_hyperedge_degree}
+        positive = {
+            "n_heads": self.n_heads,
+            "n_blocks": self.n_blocks,
+            "feature_nf": self.feature_nf,
+            "n_rbf": self.n_rbf,
+            "cutoff_A": self.cutoff_A,
+            "avg_node_degree": self.avg_node_degree,
+            "avg_hyperedge_degree": self.avg_hyperedge_degree,
+        }
         bad = {k: v for k, v in positive.items() if not v > 0}
         if bad or not self.elements or min(self.elements) < 1:
-            raise ValueError(f"SE3Set settings must be positive (got {bad}) with atomic numbers >= 1 "
-                             f"(got elements={list(self.elements)})")
+            raise ValueError(
+                f"SE3Set settings must be positive (got {bad}) with atomic numbers >= 1 "
+                f"(got elements={list(self.elements)})"
+            )
         from emgp_md.data.fragment import PRESETS as FRAGMENT_PRESETS
 
         if self.fragmentation not in FRAGMENT_PRESETS:
@@ -110,18 +118,33 @@ class SE3SetSettings:
 PRESETS: dict[str, SE3SetSettings] = {
     "md17": SE3SetSettings(),
     "cpu_small": SE3SetSettings(
-        irreps_node="64x0e+32x1o+16x2e", irreps_head="16x0e+8x1o+4x2e", n_heads=4,
-        irreps_mlp_mid="192x0e+96x1o+48x2e", n_blocks=3, feature_nf=128,
+        irreps_node="64x0e+32x1o+16x2e",
+        irreps_head="16x0e+8x1o+4x2e",
+        n_heads=4,
+        irreps_mlp_mid="192x0e+96x1o+48x2e",
+        n_blocks=3,
+        feature_nf=128,
     ),
     "tiny": SE3SetSettings(
-        irreps_node="8x0e+4x1o+2x2e", irreps_head="4x0e+2x1o+1x2e", n_heads=2, irreps_mlp_mid="16x0e+8x1o+4x2e",
-        n_blocks=2, feature_nf=16, n_rbf=8, radial_hidden=(16,),
+        irreps_node="8x0e+4x1o+2x2e",
+        irreps_head="4x0e+2x1o+1x2e",
+        n_heads=2,
+        irreps_mlp_mid="16x0e+8x1o+4x2e",
+        n_blocks=2,
+        feature_nf=16,
+        n_rbf=8,
+        radial_hidden=(16,),
     ),
 }
 
 # ModelConfig field -> SE3SetSettings field that it must agree with
-_GENERIC = {"hidden_nf": "feature_nf", "n_layers": "n_blocks", "n_rbf": "n_rbf", "n_heads": "n_heads",
-            "cutoff_A": "cutoff_A"}
+_GENERIC = {
+    "hidden_nf": "feature_nf",
+    "n_layers": "n_blocks",
+    "n_rbf": "n_rbf",
+    "n_heads": "n_heads",
+    "cutoff_A": "cutoff_A",
+}
 
 
 def resolve_settings(preset: str, overrides: dict[str, Any] | None = None) -> SE3SetSettings:
@@ -166,8 +189,7 @@ def settings_from_config(cfg: ModelConfig) -> SE3SetSettings:
     return settings
 
 
-def se3set_model_config(preset: str = "md17", overrides: dict[str, Any] | None = None,
-                        **fields: Any) -> ModelConfig:
+def se3set_model_config(preset: str = "md17", overrides: dict[str, Any] | None = None, **fields: Any) -> ModelConfig:
     """A complete ``ModelConfig`` for SE3Set whose generic size fields hold the resolved sizes.
 
     Parameters
@@ -181,5 +203,6 @@ def se3set_model_config(preset: str = "md17", overrides: dict[str, Any] | None =
     """
     cfg = ModelConfig(backbone="se3set", se3set_preset=preset, se3set_overrides=overrides, **fields)
     s = settings_from_config(cfg)
-    return dataclasses.replace(cfg, hidden_nf=s.feature_nf, n_layers=s.n_blocks, n_rbf=s.n_rbf,
-                               n_heads=s.n_heads, cutoff_A=s.cutoff_A)
+    return dataclasses.replace(
+        cfg, hidden_nf=s.feature_nf, n_layers=s.n_blocks, n_rbf=s.n_rbf, n_heads=s.n_heads, cutoff_A=s.cutoff_A
+    )

@@ -24,6 +24,7 @@ Radial bases and the radial networks stay item-major, ``(n, n_rbf)``.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -120,7 +121,7 @@ class RadialMLP(nn.Module):
         if len(sizes) < 2:
             raise ValueError(f"RadialMLP needs at least input and output sizes, got {sizes}")
         layers: list[nn.Module] = []
-        for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+        for n_in, n_out in itertools.pairwise(sizes[:-1]):  # the last layer is built below
             layers += [nn.Linear(n_in, n_out), nn.LayerNorm(n_out), nn.SiLU()]
         layers.append(nn.Linear(sizes[-2], sizes[-1], bias=False))
         self.net = nn.Sequential(*layers)
@@ -187,8 +188,9 @@ def sort_even_first(irreps: o3.Irreps) -> tuple[o3.Irreps, list[int]]:
     return o3.Irreps([irreps[i] for i in order]), new_position
 
 
-def depthwise_tensor_product(irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irreps_filter: o3.Irreps,
-                             internal_weights: bool) -> DepthwiseTensorProduct:
+def depthwise_tensor_product(
+    irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irreps_filter: o3.Irreps, internal_weights: bool
+) -> DepthwiseTensorProduct:
     """Equiformer's depthwise tensor product (one "uvu" path per allowed output).
 
     Every pair (input irrep ``mul × l1``, attribute irrep ``l2``) gives one output block
@@ -212,9 +214,12 @@ def depthwise_tensor_product(irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irrep
                     irreps_out.append((mul, ir_out))
     sorted_out, new_position = sort_even_first(o3.Irreps(irreps_out))
     return DepthwiseTensorProduct(
-        irreps_in, irreps_attr, sorted_out,
+        irreps_in,
+        irreps_attr,
+        sorted_out,
         [(i, j, new_position[k], "uvu", True) for i, j, k in instructions],
-        internal_weights=internal_weights, shared_weights=internal_weights,
+        internal_weights=internal_weights,
+        shared_weights=internal_weights,
     )
 
 
@@ -265,8 +270,9 @@ class DegreeEmbedding(nn.Module):
         ``[n_rbf, hidden...]`` of the radial network.
     """
 
-    def __init__(self, irreps: o3.Irreps, irreps_attr: o3.Irreps, avg_degree: float,
-                 radial_sizes: Sequence[int] | None = None) -> None:
+    def __init__(
+        self, irreps: o3.Irreps, irreps_attr: o3.Irreps, avg_degree: float, radial_sizes: Sequence[int] | None = None
+    ) -> None:
         super().__init__()
         self.const = LinearFM("1x0e", irreps, biases=True)
         self.dtp = depthwise_tensor_product(irreps, irreps_attr, irreps, internal_weights=radial_sizes is None)
@@ -274,8 +280,9 @@ class DegreeEmbedding(nn.Module):
         self.proj = LinearFM(self.dtp.irreps_out.simplify(), irreps, biases=True, pieces=self.dtp.irreps_out)
         self.inv_sqrt_degree = 1.0 / math.sqrt(avg_degree)
 
-    def forward(self, attr: torch.Tensor, dst_index: torch.Tensor, n_dst: int,
-                basis: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, attr: torch.Tensor, dst_index: torch.Tensor, n_dst: int, basis: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``attr`` (irreps_attr.dim, n_edges) feature-major, ``dst_index`` (n_edges,), ``basis``
         (n_edges, n_rbf) → (irreps.dim, n_dst) feature-major."""
         # c: scalars only (no path reaches l > 0), broadcast over the edges; zero blocks are skipped

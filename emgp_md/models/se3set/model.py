@@ -92,8 +92,15 @@ class SE3Set(nn.Module):
         self.norm_atom = EquivariantLayerNorm(irreps)
         features = o3.Irreps(f"{s.feature_nf}x0e")
         self.blocks = nn.ModuleList(
-            SE3SetBlock(irreps, self.irreps_sh, o3.Irreps(s.irreps_head), s.n_heads, o3.Irreps(s.irreps_mlp_mid),
-                        features if k == s.n_blocks - 1 else irreps, radial_sizes)
+            SE3SetBlock(
+                irreps,
+                self.irreps_sh,
+                o3.Irreps(s.irreps_head),
+                s.n_heads,
+                o3.Irreps(s.irreps_mlp_mid),
+                features if k == s.n_blocks - 1 else irreps,
+                radial_sizes,
+            )
             for k in range(s.n_blocks)
         )
         self.register_load_state_dict_post_hook(self._refresh_after_load)
@@ -147,8 +154,10 @@ class SE3Set(nn.Module):
         hg_z = hypergraph.z.to(z.device)
         if hg_z.shape != z.shape or not torch.equal(hg_z, z):
             where = "" if hg_z.shape != z.shape else f", first at atom {int(torch.nonzero(hg_z != z)[0, 0])}"
-            raise ValueError(f"the hypergraph's atoms ({hg_z.shape[0]}) do not match the graph's atoms "
-                             f"({z.shape[0]}){where}: build the hypergraph from the same molecule")
+            raise ValueError(
+                f"the hypergraph's atoms ({hg_z.shape[0]}) do not match the graph's atoms "
+                f"({z.shape[0]}){where}: build the hypergraph from the same molecule"
+            )
         e2v, v2e = hypergraph.e2v_index, hypergraph.v2e_index
         n_atoms, n_anchored = z.shape[0], e2v.shape[1]
         anchor = torch.empty(n_anchored, dtype=torch.long, device=z.device)

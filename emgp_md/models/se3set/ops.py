@@ -107,16 +107,24 @@ class LinearFM(o3.Linear):
         # one group per irrep type: (ir dim, input blocks, output blocks, its pieces, [(k, i_in, i_out, path weight)])
         self._groups: list[tuple[int, list[int], list[int], list[int], list[tuple[int, int, int, float]]]] = []
         for ir in dict.fromkeys(self.irreps_out[ins.i_out].ir for ins in weighted if 0 not in ins.path_shape):
-            paths = [(k, ins.i_in, ins.i_out, ins.path_weight) for k, ins in enumerate(weighted)
-                     if self.irreps_out[ins.i_out].ir == ir and 0 not in ins.path_shape]
+            paths = [
+                (k, ins.i_in, ins.i_out, ins.path_weight)
+                for k, ins in enumerate(weighted)
+                if self.irreps_out[ins.i_out].ir == ir and 0 not in ins.path_shape
+            ]
             ins_blocks = sorted({p[1] for p in paths})
             group_pieces = [j for i_in in ins_blocks for j, b in enumerate(block_of_piece) if b == i_in]
             self._groups.append((ir.dim, ins_blocks, sorted({p[2] for p in paths}), group_pieces, paths))
         #: piece → (its group, its position among the group's pieces)
         self.slot_of_piece = {j: (g, r) for g, group in enumerate(self._groups) for r, j in enumerate(group[3])}
 
-    def _group_matrix(self, weights: tuple[torch.Tensor, ...], ins_blocks: list[int], out_blocks: list[int],
-                      paths: list[tuple[int, int, int, float]]) -> torch.Tensor:
+    def _group_matrix(
+        self,
+        weights: tuple[torch.Tensor, ...],
+        ins_blocks: list[int],
+        out_blocks: list[int],
+        paths: list[tuple[int, int, int, float]],
+    ) -> torch.Tensor:
         """(Σ mul_in, Σ mul_out) weight matrix of one irrep type, path weights included."""
         if len(paths) == 1:
             k, i_in, i_out, pw = paths[0]
@@ -136,18 +144,27 @@ class LinearFM(o3.Linear):
     def piece_rows(self) -> list[tuple[torch.Tensor, ...]]:
         """Per group, the rows ``(mul_piece, Σ mul_out)`` of its weight matrix that act on each of its pieces."""
         ws = split_rows(self.weight, self._weight_sizes)
-        return [split_rows(self._group_matrix(ws, ins_blocks, out_blocks, paths), [self._pieces[j].mul for j in pieces])
-                for _, ins_blocks, out_blocks, pieces, paths in self._groups]
+        return [
+            split_rows(self._group_matrix(ws, ins_blocks, out_blocks, paths), [self._pieces[j].mul for j in pieces])
+            for _, ins_blocks, out_blocks, pieces, paths in self._groups
+        ]
 
-    def finish(self, sums: list[torch.Tensor | None], like: torch.Tensor, blocks: bool = False,
-               bias_scale: torch.Tensor | None = None) -> torch.Tensor | Pieces:
+    def finish(
+        self,
+        sums: list[torch.Tensor | None],
+        like: torch.Tensor,
+        blocks: bool = False,
+        bias_scale: torch.Tensor | None = None,
+    ) -> torch.Tensor | Pieces:
         """Outputs from the weighted sums of every group, ``(Σ mul_out, d·n)`` or None (no input).
 
         ``like`` (any, n) gives the number of columns, dtype and device; see :meth:`forward_fm`.
         """
         n = like.shape[1]
-        bs = [b.view(-1, 1) if bias_scale is None else b.view(-1, 1) * bias_scale
-              for b in split_rows(self.bias, self._bias_sizes)]
+        bs = [
+            b.view(-1, 1) if bias_scale is None else b.view(-1, 1) * bias_scale
+            for b in split_rows(self.bias, self._bias_sizes)
+        ]
         outs: Pieces = [None] * len(self.irreps_out)
         for (_, _, out_blocks, _, _), y in zip(self._groups, sums):
             muls = [self.irreps_out[i].mul for i in out_blocks]
@@ -162,8 +179,9 @@ class LinearFM(o3.Linear):
             return outs
         return cat([o if o is not None else like.new_zeros(mul_ir.dim, n) for o, mul_ir in zip(outs, self.irreps_out)])
 
-    def forward_fm(self, x: torch.Tensor | Pieces, blocks: bool = False,
-                   bias_scale: torch.Tensor | None = None) -> torch.Tensor | Pieces:
+    def forward_fm(
+        self, x: torch.Tensor | Pieces, blocks: bool = False, bias_scale: torch.Tensor | None = None
+    ) -> torch.Tensor | Pieces:
         """Linear map of feature-major features.
 
         Parameters

@@ -48,11 +48,15 @@ class DepthwiseTensorProduct(o3.TensorProduct):
         super().__init__(*args, **kwargs)
         ins = self.instructions
         self.unit_attr = all(mul == 1 for mul, _ in self.irreps_in2)
-        if (not all(i.connection_mode == "uvu" and i.has_weight for i in ins)
-                or sorted(i.i_out for i in ins) != list(range(len(self.irreps_out)))
-                or not (self.unit_attr or self.shared_weights)):
-            raise ValueError("DepthwiseTensorProduct needs one weighted uvu path per output block and "
-                             "attribute multiplicities 1 unless the weights are shared")
+        if (
+            not all(i.connection_mode == "uvu" and i.has_weight for i in ins)
+            or sorted(i.i_out for i in ins) != list(range(len(self.irreps_out)))
+            or not (self.unit_attr or self.shared_weights)
+        ):
+            raise ValueError(
+                "DepthwiseTensorProduct needs one weighted uvu path per output block and "
+                "attribute multiplicities 1 unless the weights are shared"
+            )
         self._weight_sizes = [i.path_shape[0] * i.path_shape[1] for i in ins]
         self._in1_dims = [mul_ir.dim for mul_ir in self.irreps_in1]
         self._in2_dims = [mul_ir.dim for mul_ir in self.irreps_in2]
@@ -95,8 +99,9 @@ class DepthwiseTensorProduct(o3.TensorProduct):
     def _out_dim(self, k: int) -> int:
         return self.irreps_out[self.instructions[k].i_out].ir.dim
 
-    def unit_paths(self, x: torch.Tensor | Pieces, y: torch.Tensor,
-                   weight: torch.Tensor | None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    def unit_paths(
+        self, x: torch.Tensor | Pieces, y: torch.Tensor, weight: torch.Tensor | None
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """Attribute multiplicities 1: ``(k, w_k x_i (u, d₁, n), z_k (1, d₁, d₃, n))`` for every path
         ``k`` whose input block is not None; ``out_k = Σ_a (w_k x_i)[:, a] z_k[0, a]``."""
         n = y.shape[1]
@@ -111,8 +116,9 @@ class DepthwiseTensorProduct(o3.TensorProduct):
             for k, zk in zip(ks, z.split([self._out_dim(k) for k in ks], dim=2) if len(ks) > 1 else (z,)):
                 yield k, x1 * ws[k].view(u, 1, n if weight is not None else 1), zk
 
-    def forward_fm(self, x: torch.Tensor | Pieces, y: torch.Tensor, weight: torch.Tensor | None = None,
-                   blocks: bool = False) -> torch.Tensor | Pieces:
+    def forward_fm(
+        self, x: torch.Tensor | Pieces, y: torch.Tensor, weight: torch.Tensor | None = None, blocks: bool = False
+    ) -> torch.Tensor | Pieces:
         """Tensor product of feature-major inputs.
 
         Parameters
@@ -154,9 +160,14 @@ class DepthwiseTensorProduct(o3.TensorProduct):
         return cat([o if o is not None else like.new_zeros(mul_ir.dim, n) for o, mul_ir in zip(outs, self.irreps_out)])
 
 
-def linear_of_product(tp: DepthwiseTensorProduct, linears: Sequence[LinearFM], x: torch.Tensor | Pieces,
-                      y: torch.Tensor, weight: torch.Tensor | None = None,
-                      blocks: bool = False) -> list[torch.Tensor | Pieces]:
+def linear_of_product(
+    tp: DepthwiseTensorProduct,
+    linears: Sequence[LinearFM],
+    x: torch.Tensor | Pieces,
+    y: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    blocks: bool = False,
+) -> list[torch.Tensor | Pieces]:
     """``[L.forward_fm(tp.forward_fm(x, y, weight, blocks=True), blocks) for L in linears]``, path by path.
 
     Every ``L`` must take ``tp.irreps_out`` as its ``pieces``. For attribute multiplicities 1, path
