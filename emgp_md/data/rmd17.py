@@ -8,42 +8,15 @@ units at PBE/def2-SVP; ``label_set="md17"`` selects the original MD17 labels ``o
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from emgp_md.data.frames import Frames
+
 MOLECULES = ("aspirin", "benzene", "ethanol", "malonaldehyde", "naphthalene", "salicylic", "toluene", "uracil")
 ENERGY_UNIT = "kcal/mol"
 FORCE_UNIT = "kcal/mol/Angstrom"
-
-
-@dataclass
-class Frames:
-    """Labelled frames of one molecule.
-
-    Attributes
-    ----------
-    z : (n_atoms,) int64
-    coords : (n_frames, n_atoms, 3) float64, Å
-    energies : (n_frames,) float64, kcal/mol
-    forces : (n_frames, n_atoms, 3) float64, kcal/mol/Å
-    source : str
-        Where the frames came from (path and split).
-    """
-
-    z: np.ndarray
-    coords: np.ndarray
-    energies: np.ndarray
-    forces: np.ndarray
-    source: str
-
-    def __len__(self) -> int:
-        return int(self.coords.shape[0])
-
-    def subset(self, idx: np.ndarray) -> Frames:
-        idx = np.asarray(idx, dtype=np.int64)
-        return Frames(self.z, self.coords[idx], self.energies[idx], self.forces[idx], self.source)
 
 
 def _labels(data: np.lib.npyio.NpzFile, label_set: str) -> tuple[np.ndarray, np.ndarray]:
