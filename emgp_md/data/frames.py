@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from emgp_md.data.identity import formula
 from emgp_md.units import KCAL_PER_MOL, energy_unit_to_eV
 
 
@@ -77,13 +78,6 @@ class Frames:
             return self
         factor = energy_unit_to_eV(self.energy_unit) / energy_unit_to_eV(energy_unit)
         return replace(self, energies=self.energies * factor, forces=self.forces * factor, energy_unit=energy_unit)
-
-
-def formula(z: np.ndarray) -> str:
-    """Hill formula of atomic numbers ``z`` (``C2H6O``)."""
-    from ase.symbols import Symbols
-
-    return Symbols(np.asarray(z, dtype=np.int64)).get_chemical_formula(mode="hill")
 
 
 @dataclass
