@@ -77,7 +77,7 @@ class EMGPCalculator(Calculator):
 
     def __init__(
         self,
-        name: str | None = None,
+        name: str | Path | None = None,
         *,
         model: str | Path | EnergyModel | None = None,
         metadata: dict[str, Any] | None = None,
@@ -94,6 +94,8 @@ class EMGPCalculator(Calculator):
         self.on_bond_change = on_bond_change
         if name is not None and model is not None:
             raise ValueError("give either a shipped model name or model=..., not both")
+        if name is not None and _looks_like_path(name):
+            name, model = None, name  # EMGPCalculator("path/to/model.pt")
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         self.device, self.dtype = torch.device(device), _DTYPES[dtype]
@@ -148,7 +150,13 @@ class EMGPCalculator(Calculator):
         sparse path's generated scatter corrupted memory with 2 OpenMP threads in our tests).
         """
         backbone = torch.compile(model.backbone, dynamic=False)
-        return EnergyModel(backbone, model.head, energy_scale=model.energy_scale, energy_shift=model.energy_shift)
+        return EnergyModel(
+            backbone,
+            model.head,
+            energy_scale=model.energy_scale,
+            energy_shift=model.energy_shift,
+            atom_ref=model.atom_ref,
+        )
 
     @one_thread_at_a_time  # one instance is not thread-safe: a second thread gets a RuntimeError
     def calculate(
@@ -168,7 +176,7 @@ class EMGPCalculator(Calculator):
         if self.per_frame_hypergraph and self._topology is not None and self._topology.hypergraph is not None:
             graph = replace(graph, hypergraph=self._frame_hypergraph(self._topology, self.atoms.positions))
         energy, forces = energy_and_forces(self._forward, graph)
-        e_eV = float(self.model.total_energy(energy)[0]) * self.energy_to_eV
+        e_eV = float(self.model.total_energy(energy, graph)[0]) * self.energy_to_eV
         f_eV_A = forces.detach().to("cpu", torch.float64).numpy() * self.energy_to_eV
         _check_finite(e_eV, f_eV_A)
         self.results["energy"] = e_eV
@@ -254,6 +262,13 @@ class EMGPCalculator(Calculator):
         (and, for a model of one molecule, matches it onto the model's reference graph)."""
         self._topology, self._graph, self._watch, self._source = None, None, None, None
         self.reset()
+
+
+def _looks_like_path(name: str | Path) -> bool:
+    """A model file rather than a shipped model's name: an existing file, a ``.pt`` name or a name with a
+    path separator (a missing file then fails naming its path, not "no shipped model")."""
+    text = str(name)
+    return isinstance(name, Path) or Path(text).is_file() or text.endswith(".pt") or "/" in text or "\\" in text
 
 
 def _check_finite(energy_eV: float, forces_eV_A: np.ndarray) -> None:

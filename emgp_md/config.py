@@ -1,11 +1,19 @@
-"""Typed configuration dataclasses, loaded strictly from YAML (unknown keys are errors)."""
+"""Typed configuration dataclasses, loaded strictly from YAML.
+
+Unknown keys are errors; every value is checked against its field's type when the config is built
+(a number written as a string, ``lr: "5e-4"``, is converted; anything else of the wrong type is
+refused naming the key); enumerated options (``scheduler``, ``loss``, ``backbone``, ...) are
+checked when the config is built, not epochs later.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, ClassVar, TypeVar, get_type_hints
 
 T = TypeVar("T")
 
@@ -61,19 +69,41 @@ class ModelConfig:
     se3set_preset: str = "md17"
     se3set_overrides: dict[str, Any] | None = None
 
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "backbone": ("egnn", "schnet", "et", "se3set"),
+        "head": ("atomwise", "pooled"),
+    }
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
 
 @dataclass
 class FinetuneConfig:
-    """Energy + force fine-tuning on one molecule (method doc 4.1 defaults).
+    """Energy + force fine-tuning on one or many molecules (defaults: the paper's recipe, docs/method.md §4.1).
 
     Attributes
     ----------
     data : str
-        rMD17 per-split file (``rmd17_<mol>_train_01.npz``) or archive ``.npz``.
-    test_data : str, optional
-        Frames for the final test MAE.
-    n_train, n_val : int
-        Frames drawn (seeded) from ``data`` for training and validation.
+        Labelled frames in any format of :func:`emgp_md.data.readers.read_dataset` (extxyz, ASE
+        database, rMD17 ``.npz``, generic ``.npz`` with a declared unit).
+    data_format : str, optional
+        Format of ``data``, ``val_data`` and ``test_data`` when the suffix does not tell.
+    energy_key, forces_key : str
+        Keys of the labels in ``data`` (e.g. ``REF_energy``).
+    energy_unit : str, optional
+        Unit of the energies in the files (forces: the same per Å); required for formats that carry
+        none (generic ``.npz``), ASE formats default to eV and rMD17 to kcal/mol.
+    val_data, test_data : str, optional
+        Frames for validation (else ``n_val`` drawn from ``data``) and for the final test MAE
+        (else ``n_test`` drawn from ``data``).
+    n_train : int, optional
+        Training frames drawn (seeded) from ``data``; ``None``: all frames not used for validation and test.
+    n_val, n_test : int
+        Frames (``split: frames``) or molecules (``split: molecules``) held out from ``data`` for
+        validation and test.
+    split : str
+        ``"frames"`` (random frames) or ``"molecules"`` (held-out molecules, for many-molecule sets).
     pretrained : str, optional
         Checkpoint whose backbone is transferred (heads fresh).
     init : str
@@ -101,9 +131,16 @@ class FinetuneConfig:
     """
 
     data: str = ""
+    data_format: str | None = None
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    energy_unit: str | None = None
+    val_data: str | None = None
     test_data: str | None = None
-    n_train: int = 950
+    n_train: int | None = None
     n_val: int = 50
+    n_test: int = 0
+    split: str = "frames"
     label_set: str = "rmd17"
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrained: str | None = None
@@ -127,6 +164,30 @@ class FinetuneConfig:
     threads: int | None = None
     dtype: str = "float32"
     device: str = "cpu"
+
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "data_format": (None, "extxyz", "xyz", "db", "rmd17", "rmd17-archive", "npz"),
+        "split": ("frames", "molecules"),
+        "label_set": ("rmd17", "md17"),
+        "init": ("default", "paper"),
+        "scheduler": ("plateau", "cosine"),
+        "normalisation": ("energy_std", "force_rms"),
+        "loss": ("l1", "mse", "mse_then_l1"),
+        "dtype": ("float32", "float64"),
+    }
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.energy_unit is not None:
+            from emgp_md.units import energy_unit_to_eV
+
+            try:
+                energy_unit_to_eV(self.energy_unit)
+            except ValueError as exc:
+                raise ValueError(f"FinetuneConfig.energy_unit: {exc}") from None
+        _check_positive(self, ("lr", "batch_size"), ("epochs", "n_val", "n_test", "warmup_epochs", "min_lr"))
+        if self.n_train is not None and self.n_train < 1:
+            raise ValueError(f"FinetuneConfig.n_train must be at least 1 (or null for all frames), got {self.n_train}")
 
 
 @dataclass
@@ -174,6 +235,12 @@ class PretrainConfig:
     seed: int = 2021
     threads: int | None = None
 
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"variant": ("riemann", "gaussian", "direct", "distance")}
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        _check_positive(self, ("lr", "batch_size", "n_levels", "steps"), ("epochs",))
+
 
 @dataclass
 class MDConfig:
@@ -189,6 +256,80 @@ class MDConfig:
     seed: int = 0
     interval: int = 10
     dtype: str = "float32"
+
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "ensemble": ("langevin", "nve"),
+        "dtype": ("float32", "float64"),
+    }
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        _check_positive(self, ("timestep_fs", "interval"), ("temperature_K", "steps", "friction_per_fs"))
+
+
+def check_choices(config: Any) -> None:
+    """Raise ``ValueError`` naming the key when an enumerated option (``CHOICES``) has another value."""
+    for key, allowed in getattr(config, "CHOICES", {}).items():
+        value = getattr(config, key)
+        if value not in allowed:
+            raise ValueError(f"{type(config).__name__}.{key}: {value!r} is not one of {list(allowed)}")
+
+
+def _check_positive(config: Any, positive: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
+    for key in positive:
+        if getattr(config, key) <= 0:
+            raise ValueError(f"{type(config).__name__}.{key} must be > 0, got {getattr(config, key)!r}")
+    for key in non_negative:
+        if getattr(config, key) < 0:
+            raise ValueError(f"{type(config).__name__}.{key} must be >= 0, got {getattr(config, key)!r}")
+
+
+def _type_name(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
+    return getattr(hint, "__name__", str(hint))
+
+
+def coerce(where: str, hint: Any, value: Any) -> Any:
+    """``value`` checked against the type ``hint`` of the field ``where`` (``"FinetuneConfig.lr"``).
+
+    Numbers written as strings (YAML reads ``5e-4`` as a string) are converted; an integer is accepted
+    where a float belongs; everything else of the wrong type raises ``ValueError`` naming the key.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return coerce(where, option, value)
+            except ValueError:
+                continue
+    elif dataclasses.is_dataclass(hint):
+        return from_dict(hint, value)  # type: ignore[arg-type]
+    elif hint is bool and isinstance(value, bool):
+        return value
+    elif hint in (int, float) and not isinstance(value, bool):
+        if isinstance(value, int) or (hint is float and isinstance(value, float)):
+            return hint(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                pass
+            else:
+                if hint is float:
+                    return number
+                if number.is_integer():
+                    return int(number)
+    elif (hint is str and isinstance(value, str)) or (origin in (dict, list, tuple) and isinstance(value, origin)):
+        return value
+    raise ValueError(f"{where}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})")
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
@@ -208,12 +349,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown key(s) {unknown}; known keys are {sorted(names)}")
     hints = get_type_hints(cls)
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            value = from_dict(hint, value)
-        kwargs[key] = value
+    kwargs = {key: coerce(f"{cls.__name__}.{key}", hints[key], value) for key, value in data.items()}
     return cls(**kwargs)
 
 

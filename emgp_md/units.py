@@ -13,6 +13,7 @@ ARBITRARY = "arbitrary"
 _ENERGY_TO_EV = {
     KCAL_PER_MOL: units.kcal / units.mol,
     "eV": 1.0,
+    "kJ/mol": units.kJ / units.mol,
     "meV": 1e-3,
     "Hartree": units.Hartree,
     ARBITRARY: 1.0,

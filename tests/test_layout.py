@@ -20,10 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "emgp_md"
 APPLICATION = ("emgp_md.plots", "emgp_md.cli", "emgp_md.reproduce")
 
 #: Known exceptions, each (importing module, imported module). Phase B of issue #17 empties it.
-ALLOWED_UPWARD_IMPORTS = {
-    # phase B: finetune draws its learning curve; the figure moves to the caller (cli/reproduce)
-    ("emgp_md.training.finetune", "emgp_md.plots.md"),
-}
+ALLOWED_UPWARD_IMPORTS: set[tuple[str, str]] = set()
 #: Modules outside the application floors allowed to import matplotlib (phase B: none).
 ALLOWED_MATPLOTLIB: set[str] = set()
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def _run_distributed(job: Callable[[Any], dict[str, Any]]) -> int:
@@ -28,14 +31,60 @@ def _run_distributed(job: Callable[[Any], dict[str, Any]]) -> int:
     return 0
 
 
+#: ``emgp-md finetune`` options that override a config key (option dest = config key)
+_FINETUNE_OVERRIDES = (
+    "data",
+    "val_data",
+    "test_data",
+    "data_format",
+    "energy_key",
+    "forces_key",
+    "energy_unit",
+    "n_train",
+    "n_val",
+    "n_test",
+    "split",
+    "epochs",
+    "cpu_budget_s",
+    "pretrained",
+    "seed",
+)
+
+
+def finetune_config(args: argparse.Namespace) -> Any:
+    """The fine-tuning config of the command line: the YAML file (if any), then the options given.
+
+    Without a file the defaults fine-tune from the shipped pretrained backbone (the authors' 3D-EMGP
+    checkpoint); ``--pretrained none`` trains from scratch.
+    """
+    from emgp_md.config import FinetuneConfig, from_dict, load_yaml
+    from emgp_md.pretrained import DEFAULT_BACKBONE
+
+    overrides = {k: getattr(args, k) for k in _FINETUNE_OVERRIDES if getattr(args, k, None) is not None}
+    if overrides.get("pretrained") in ("none", "scratch"):
+        overrides["pretrained"] = None
+    if args.config:
+        return load_yaml(FinetuneConfig, args.config, overrides)
+    if "data" not in overrides:
+        raise ValueError("emgp-md finetune needs --data FILE (or a YAML config with a 'data' key)")
+    return from_dict(FinetuneConfig, {"pretrained": DEFAULT_BACKBONE, **overrides})
+
+
 def finetune_command(args: argparse.Namespace) -> int:
-    """Run ``emgp-md finetune`` (torchrun for data parallel); print the result."""
-    from emgp_md.config import FinetuneConfig, load_yaml
+    """Run ``emgp-md finetune`` (torchrun for data parallel); print the result and draw the learning curve."""
     from emgp_md.training.finetune import finetune
 
-    overrides = {"epochs": args.epochs} if args.epochs else {}
-    cfg = load_yaml(FinetuneConfig, args.config, overrides)
-    return _run_distributed(lambda info: finetune(cfg, args.out, resume=args.resume, info=info))
+    cfg = finetune_config(args)
+    code = _run_distributed(lambda info: finetune(cfg, args.out, resume=args.resume, info=info))
+    log_csv = Path(args.out) / "log.csv"
+    if log_csv.is_file():
+        try:
+            from emgp_md.plots.md import plot_learning_curve, save_figure
+
+            save_figure(plot_learning_curve(log_csv), Path(args.out) / "learning_curve.png")
+        except Exception as exc:  # noqa: BLE001 - a failed plot must not turn a finished training into a failure
+            log.warning("learning-curve plot failed: %s", exc)
+    return code
 
 
 def pretrain_command(args: argparse.Namespace) -> int:
@@ -92,28 +141,77 @@ def pretrain_report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_command(args: argparse.Namespace) -> int:
-    """Run ``emgp-md evaluate``: energy and force MAE of a checkpoint on rMD17 frames."""
-    from emgp_md.data.convert import topology_for_atoms
-    from emgp_md.data.rmd17 import load_frames
-    from emgp_md.models.checkpoint import load_checkpoint
-    from emgp_md.training.evaluate import evaluate
+def _read_args(p: argparse.ArgumentParser) -> None:
+    """Options of a labelled-data file (format, keys, unit)."""
+    p.add_argument("--format", dest="data_format", help="file format when the suffix does not tell")
+    p.add_argument("--energy-key", dest="energy_key", help="key of the energies (default: energy)")
+    p.add_argument("--forces-key", dest="forces_key", help="key of the forces (default: forces)")
+    p.add_argument(
+        "--energy-unit",
+        dest="energy_unit",
+        help="unit of the file's energies (forces: per Å): eV, meV, kcal/mol, kJ/mol, Hartree; "
+        "required for .npz files without units, ASE files default to eV",
+    )
 
-    model, meta = load_checkpoint(args.checkpoint)
-    frames = load_frames(args.data, args.label_set)
+
+def molecule_table(metrics: dict[str, Any]) -> str:
+    """Per-molecule MAE table (energy per molecule and per atom in meV, forces in meV/Å) and the overall line."""
+    lines = [f"{'molecule':<16} {'atoms':>5} {'frames':>6} {'E MAE meV':>10} {'E/atom meV':>10} {'F MAE meV/Å':>12}"]
+    rows = metrics.get("molecules") or []
+    for r in [*rows, {**metrics, "molecule": "all", "n_atoms": ""}]:
+        lines.append(
+            f"{r['molecule']:<16} {r['n_atoms']!s:>5} {r['n_frames']:>6} {r['energy_mae_meV']:>10.3f} "
+            f"{r['energy_mae_per_atom_meV']:>10.3f} {r['force_mae_meV_A']:>12.3f}"
+        )
+    return "\n".join(lines)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """Run ``emgp-md evaluate CKPT FILE``: per-molecule energy and force MAE table and a parity plot."""
+    import torch
     from ase import Atoms
 
-    topo = topology_for_atoms(
-        Atoms(numbers=frames.z, positions=frames.coords[0]),
-        meta.get("topology"),
-        hypergraph_options=getattr(model.backbone, "fragment_options", None),
-    )
-    import torch
+    from emgp_md.data.convert import topology_for_atoms
+    from emgp_md.data.readers import read_dataset
+    from emgp_md.models.checkpoint import load_checkpoint
+    from emgp_md.training.evaluate import dataset_metrics, predict_dataset
+    from emgp_md.units import ARBITRARY
 
-    m = evaluate(model, topo, frames, dtype={"float32": torch.float32, "float64": torch.float64}[args.dtype])
-    print(f"{Path(args.checkpoint).name} on {args.data} ({m['n_frames']} frames):")
-    print(f"  energy MAE {m['energy_mae_kcal_mol']:.4f} kcal/mol   {m['energy_mae_meV']:.3f} meV")
-    print(f"  force  MAE {m['force_mae_kcal_mol_A']:.4f} kcal/mol/Å {m['force_mae_meV_A']:.3f} meV/Å")
+    model, meta = load_checkpoint(args.checkpoint)
+    unit = meta["units"]["energy"]
+    if unit == ARBITRARY:
+        raise ValueError(
+            f"{args.checkpoint}: a pretraining checkpoint (arbitrary energy units) has no errors to measure"
+        )
+    data = read_dataset(
+        args.data,
+        format=args.data_format,
+        energy_key=args.energy_key or "energy",
+        forces_key=args.forces_key or "forces",
+        energy_unit=args.energy_unit,
+        label_set=args.label_set,
+    ).to_unit(unit)
+    options = getattr(model.backbone, "fragment_options", None)
+    topologies = [
+        topology_for_atoms(Atoms(numbers=g.z, positions=g.coords[0]), meta.get("topology"), hypergraph_options=options)
+        for g in data.groups
+    ]
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    predictions = predict_dataset(model, topologies, data, dtype=dtype)
+    m = dataset_metrics(predictions, data)
+    print(f"{Path(args.checkpoint).name} on {args.data}: {len(data)} frames of {data.n_molecules} molecule(s)")
+    print(molecule_table(m))
+    print(
+        f"overall: energy MAE {m['energy_mae_kcal_mol']:.4f} kcal/mol ({m['energy_mae_meV']:.3f} meV), "
+        f"force MAE {m['force_mae_kcal_mol_A']:.4f} kcal/mol/Å ({m['force_mae_meV_A']:.3f} meV/Å)"
+    )
+    if args.plot != "none":
+        from emgp_md.plots import save_figure
+        from emgp_md.plots.evaluation import plot_parity
+
+        plot = args.plot or f"{Path(args.data).stem}_parity.png"
+        title = f"{Path(args.checkpoint).name} on {Path(args.data).name}"
+        print(f"parity plot: {save_figure(plot_parity(predictions, data, title), plot)}")
     if args.json:
         print(json.dumps(m))
     return 0
@@ -130,16 +228,35 @@ def import_official_command(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add the training commands to the CLI's sub-parsers (``sub = parser.add_subparsers(...)``)."""
-    for name, func, text in (
-        ("finetune", finetune_command, "fine-tune on rMD17 energies and forces from a YAML config"),
-        ("pretrain", pretrain_command, "3D-EMGP pretraining on a conformer set (torchrun for data parallel)"),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("config", help="YAML file (unknown keys are errors)")
-        p.add_argument("--out", required=True, help="output folder")
-        p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
-        p.add_argument("--epochs", type=int, help="override the number of epochs")
-        p.set_defaults(func=func)
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune on energies and forces of your frames (any ASE format, rMD17, .npz)",
+        description="Fine-tune on labelled frames. Without CONFIG the defaults fine-tune from the shipped "
+        "pretrained backbone (the authors' 3D-EMGP checkpoint); options override CONFIG's keys.",
+    )
+    p.add_argument("config", nargs="?", help="YAML file (optional; unknown keys are errors)")
+    p.add_argument("--data", help="labelled frames for training (validation/test drawn from it unless given)")
+    p.add_argument("--val", dest="val_data", help="validation frames (default: --n-val drawn from --data)")
+    p.add_argument("--test", dest="test_data", help="test frames (default: --n-test drawn from --data)")
+    _read_args(p)
+    p.add_argument("--n-train", dest="n_train", type=int, help="training frames (default: all the rest)")
+    p.add_argument("--n-val", dest="n_val", type=int, help="validation frames or molecules (default 50)")
+    p.add_argument("--n-test", dest="n_test", type=int, help="test frames or molecules held out (default 0)")
+    p.add_argument("--split", choices=["frames", "molecules"], help="hold out frames (default) or molecules")
+    p.add_argument("--pretrained", help="checkpoint or shipped backbone name to start from; 'none' for scratch")
+    p.add_argument("--epochs", type=int, help="epochs (default 1500, the paper's)")
+    p.add_argument("--cpu-budget-s", dest="cpu_budget_s", type=float, help="stop training after this CPU time")
+    p.add_argument("--seed", type=int, help="seed of the split and the fresh heads")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    p.set_defaults(func=finetune_command)
+
+    p = sub.add_parser("pretrain", help="3D-EMGP pretraining on a conformer set (torchrun for data parallel)")
+    p.add_argument("config", help="YAML file (unknown keys are errors)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    p.add_argument("--epochs", type=int, help="override the number of epochs")
+    p.set_defaults(func=pretrain_command)
 
     p = sub.add_parser("pretrain-report", help="INP accuracy and force/target cosine per noise level")
     p.add_argument("checkpoints", nargs="+", help="pretrained checkpoints (ours or the authors' raw file)")
@@ -151,11 +268,13 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=pretrain_report_command)
 
-    p = sub.add_parser("evaluate", help="energy and force MAE of a checkpoint on rMD17 frames")
-    p.add_argument("checkpoint")
-    p.add_argument("data", help="rMD17 .npz file")
+    p = sub.add_parser("evaluate", help="energy and force MAE of a checkpoint per molecule, with a parity plot")
+    p.add_argument("checkpoint", help="a model file (model.pt of emgp-md finetune)")
+    p.add_argument("data", help="labelled frames: extxyz, ASE database, rMD17 or other .npz")
+    _read_args(p)
     p.add_argument("--label-set", dest="label_set", choices=["rmd17", "md17"], default="rmd17")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--plot", help="parity plot path (default DATA-STEM_parity.png; 'none' for no plot)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=evaluate_command)
 

@@ -94,9 +94,26 @@ def split_path(molecule: str, split: str = "train", index: int = 1, root: str | 
     return base / f"rmd17_{molecule}_{split}_{index:02d}.npz"
 
 
-def train_val_split(n_frames: int, n_train: int, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded disjoint train/validation indices."""
-    if n_train + n_val > n_frames:
-        raise ValueError(f"n_train + n_val = {n_train + n_val} exceeds the {n_frames} frames available")
+def train_val_split(n_frames: int, n_train: int | None, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded disjoint train/validation indices (``n_train=None``: every frame not in validation)."""
+    train, val, _ = train_val_test_split(n_frames, n_train, n_val, 0, seed)
+    return train, val
+
+
+def train_val_test_split(
+    n_frames: int, n_train: int | None, n_val: int, n_test: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded disjoint sorted train/validation/test indices: one permutation, cut in that order.
+
+    ``n_train=None`` takes every frame not in validation or test. The train and validation indices
+    do not depend on ``n_test`` when ``n_train`` is given (the test frames come after them).
+    """
+    if n_train is None:
+        n_train = n_frames - n_val - n_test
+    if n_train < 1 or n_train + n_val + n_test > n_frames:
+        raise ValueError(
+            f"{n_train} train + {n_val} validation + {n_test} test frames do not fit in the {n_frames} frames available"
+        )
     perm = np.random.default_rng(seed).permutation(n_frames)
-    return np.sort(perm[:n_train]), np.sort(perm[n_train : n_train + n_val])
+    cuts = np.cumsum([n_train, n_val, n_test])
+    return np.sort(perm[: cuts[0]]), np.sort(perm[cuts[0] : cuts[1]]), np.sort(perm[cuts[1] : cuts[2]])

@@ -131,7 +131,7 @@ class ModelEvaluator:
             for start in range(0, len(positions), self.batch_size):
                 chunk = torch.as_tensor(positions[start : start + self.batch_size], dtype=p.dtype)
                 graph = repeat_topology(self.topology, chunk).to(p.device)
-                out.append(self.model.total_energy(self.model(graph)).cpu().numpy())
+                out.append(self.model.total_energy(self.model(graph), graph).cpu().numpy())
         return np.concatenate(out) * self.energy_to_eV if out else np.zeros(0)
 
     def energy_fn(self) -> TorchEnergyFn:

@@ -56,7 +56,9 @@ def build_backbone(cfg: ModelConfig) -> nn.Module:
     )
 
 
-def build_model(cfg: ModelConfig, energy_scale: float = 1.0, energy_shift: float = 0.0) -> EnergyModel:
+def build_model(
+    cfg: ModelConfig, energy_scale: float = 1.0, energy_shift: float = 0.0, atom_ref: dict[int, float] | None = None
+) -> EnergyModel:
     """Construct an :class:`EnergyModel` from its configuration.
 
     The heads are as wide as the backbone's output: ``cfg.hidden_nf``, or for SE3Set its resolved
@@ -72,7 +74,15 @@ def build_model(cfg: ModelConfig, energy_scale: float = 1.0, energy_shift: float
         raise ValueError(f"unknown head {cfg.head!r}; available: {list(HEADS)}")
     noise_head = NoiseLevelHead(width, cfg.noise_levels) if cfg.noise_levels > 0 else None
     distance_head = DistanceHead(width) if cfg.distance_head else None
-    return EnergyModel(backbone, head, noise_head, distance_head, energy_scale=energy_scale, energy_shift=energy_shift)
+    return EnergyModel(
+        backbone,
+        head,
+        noise_head,
+        distance_head,
+        energy_scale=energy_scale,
+        energy_shift=energy_shift,
+        atom_ref=atom_ref,
+    )
 
 
 def needs_hypergraph(cfg: ModelConfig) -> bool:

@@ -6,7 +6,8 @@ File layout (a plain dict, format version :data:`FORMAT_VERSION`)::
      "content_sha256": str}
 
 Metadata keys: ``model`` (ModelConfig fields), ``species`` (atomic numbers), ``units``
-(``energy``, ``length``), ``normalisation`` (``energy_scale``, ``energy_shift``), ``topology``
+(``energy``, ``length``), ``normalisation`` (``energy_scale``, ``energy_shift`` and, for a model of
+many molecules, ``atom_reference_energies``: atomic number → energy), ``topology``
 (reference ``z`` and bonds, or null), ``provenance``, ``metrics``, ``name``.
 
 Integrity (what :func:`read_checkpoint` refuses with :class:`~emgp_md.errors.ModelIntegrityError`):
@@ -142,6 +143,8 @@ def save_checkpoint(path: str | Path, model: EnergyModel, metadata: dict[str, An
     """Write ``model``'s weights (float32, CPU) and ``metadata`` atomically, with their content hash."""
     meta = dict(metadata)
     meta["normalisation"] = {"energy_scale": model.energy_scale, "energy_shift": model.energy_shift}
+    if model.atom_ref:
+        meta["normalisation"]["atom_reference_energies"] = {str(k): v for k, v in sorted(model.atom_ref.items())}
     state = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()}
     write_checkpoint(path, state, meta)
 
@@ -199,6 +202,15 @@ def _check_metadata(path: Path, meta: Any) -> None:
             raise ModelIntegrityError(
                 f"checkpoint {str(path)!r}: metadata 'normalisation' {key!r} must be a finite number, got {value!r}"
             )
+    refs = meta["normalisation"].get("atom_reference_energies", {})
+    if not isinstance(refs, dict) or not all(
+        k.isdigit() and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for k, v in refs.items()
+    ):
+        raise ModelIntegrityError(
+            f"checkpoint {str(path)!r}: metadata 'normalisation' 'atom_reference_energies' must map atomic numbers "
+            f"to finite numbers, got {refs!r}"
+        )
     if not isinstance(meta.get("topology"), dict | None):
         raise ModelIntegrityError(f"checkpoint {str(path)!r}: metadata 'topology' must be a JSON object or null")
 
@@ -280,7 +292,8 @@ def load_checkpoint(path: str | Path) -> tuple[EnergyModel, dict[str, Any]]:
     norm = meta["normalisation"]
     try:
         cfg = from_dict(ModelConfig, meta["model"])
-        model = build_model(cfg, energy_scale=norm["energy_scale"], energy_shift=norm["energy_shift"])
+        refs = {int(k): float(v) for k, v in norm.get("atom_reference_energies", {}).items()}
+        model = build_model(cfg, energy_scale=norm["energy_scale"], energy_shift=norm["energy_shift"], atom_ref=refs)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise ModelIntegrityError(
             f"checkpoint {str(path)!r}: metadata 'model' is not a valid model configuration ({exc})"

@@ -74,6 +74,46 @@ def model_path(name: str) -> Path:
     return path
 
 
+#: Name of the default pretrained backbone (the authors' 3D-EMGP checkpoint, MIT, shipped in ``backbones/``).
+DEFAULT_BACKBONE = "authors-3dmgp"
+
+
+def available_backbones() -> dict[str, dict[str, Any]]:
+    """Shipped pretrained backbones: ``{name: {"file", "sha256", "description", "elements", ...}}``."""
+    path = _folder() / "backbones" / "index.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def backbone_path(name: str = DEFAULT_BACKBONE) -> Path:
+    """Path of a shipped pretrained backbone checkpoint, checked against its SHA-256.
+
+    Raises
+    ------
+    ValueError
+        No shipped backbone of that name.
+    ModelIntegrityError
+        The file is missing or damaged.
+    """
+    index = available_backbones()
+    if name not in index:
+        raise ValueError(f"no shipped pretrained backbone named {name!r}; shipped: {sorted(index) or 'none'}")
+    path = _folder() / "backbones" / index[name]["file"]
+    verify_shipped_file(name, path, index[name].get("sha256"))
+    return path
+
+
+def resolve_pretrained(spec: str | Path) -> Path:
+    """A pretrained checkpoint given as a path, or as the name of a shipped backbone (``"authors-3dmgp"``)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if str(spec) in available_backbones():
+        return backbone_path(str(spec))
+    raise FileNotFoundError(
+        f"pretrained checkpoint {str(spec)!r} is neither a file nor a shipped backbone ({sorted(available_backbones())})"
+    )
+
+
 def model_for_formula(formula: str) -> str:
     """Name of the shipped model whose chemical formula (Hill order, e.g. ``C9H8O4``) is ``formula``."""
     matches = [name for name, info in _index().items() if info["formula"] == formula]

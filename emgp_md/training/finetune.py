@@ -1,9 +1,11 @@
-"""Energy + force fine-tuning on one molecule: resumable, logged, best-validation checkpoint.
+"""Energy + force fine-tuning on one or many molecules: resumable, logged, best-validation checkpoint.
 
-Default recipe = the paper's (method doc 4.1): L1 loss 0.2·E + 0.8·F on energies normalised by
-the training mean and std (the authors used the validation frames: method doc 7.3), Adam 5e-4,
+Default recipe = the paper's (docs/method.md §4.1): L1 loss 0.2·E + 0.8·F on energies normalised by
+the training mean (or, for many molecules, per-element reference energies: :mod:`emgp_md.training.data`)
+and std (the authors used the validation frames: docs/method.md §7.3), Adam 5e-4,
 ReduceLROnPlateau (0.9, patience 30), best-validation model. Other choices (MSE warm-up, cosine
-schedule) are options of :class:`~emgp_md.config.FinetuneConfig`.
+schedule) are options of :class:`~emgp_md.config.FinetuneConfig`. The data are any format of
+:func:`emgp_md.data.readers.read_dataset`, in the unit the file declares; the model keeps that unit.
 """
 
 from __future__ import annotations
@@ -18,17 +20,16 @@ import torch
 
 from emgp_md.atomic import atomic_write_json
 from emgp_md.config import FinetuneConfig, to_dict
-from emgp_md.data.convert import attach_hypergraph
-from emgp_md.data.graph import repeat_topology
-from emgp_md.data.rmd17 import ENERGY_UNIT, Frames, load_frames, train_val_split
-from emgp_md.data.topology import Topology, topology_from_positions
+from emgp_md.data.frames import Dataset, Frames
+from emgp_md.data.rmd17 import train_val_test_split
 from emgp_md.models import build_model, hypergraph_options, needs_hypergraph, paper_init_
 from emgp_md.models.checkpoint import make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.models.forces import energy_and_forces
 from emgp_md.training.budget import CpuBudget
+from emgp_md.training.data import PreparedSet, Reference, fit_reference, prepare
 from emgp_md.training.distributed import DistInfo, allreduce_gradients, broadcast_parameters, shard
-from emgp_md.training.evaluate import evaluate
+from emgp_md.training.evaluate import evaluate_dataset
 from emgp_md.training.loop import Budgets, EpochOutcome, Progress, ResumableLoop
 from emgp_md.training.losses import energy_force_loss
 from emgp_md.training.transfer import pretrained_backbone, transfer_config
@@ -37,17 +38,19 @@ log = logging.getLogger(__name__)
 LOG_FIELDS = ["epoch", "lr", "loss_kind", "train_loss", "val_energy_mae", "val_force_mae", "val_loss", "wall_s"]
 
 
-def build_finetune_model(cfg: FinetuneConfig, scale: float, shift: float) -> tuple[EnergyModel, FinetuneConfig]:
+def build_finetune_model(
+    cfg: FinetuneConfig, scale: float, shift: float, atom_ref: dict[int, float] | None = None
+) -> tuple[EnergyModel, FinetuneConfig]:
     """Fresh model, or pretrained backbone + fresh heads; returns the model and the effective config."""
     if cfg.pretrained:
         weights, src_cfg = pretrained_backbone(cfg.pretrained)
         cfg.model = transfer_config(cfg.model, src_cfg)
         torch.manual_seed(cfg.seed)  # fresh heads drawn as from scratch
-        model = build_model(cfg.model, energy_scale=scale, energy_shift=shift)
+        model = build_model(cfg.model, energy_scale=scale, energy_shift=shift, atom_ref=atom_ref)
         model.backbone.load_state_dict(weights, strict=True)
     else:
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model, energy_scale=scale, energy_shift=shift)
+        model = build_model(cfg.model, energy_scale=scale, energy_shift=shift, atom_ref=atom_ref)
         if cfg.init == "paper":
             paper_init_(model)
         elif cfg.init != "default":
@@ -71,12 +74,18 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def normalisation_scale(frames: Frames, kind: str) -> float:
-    """Energy scale (kcal/mol) of the normalised targets: training-energy std or force RMS × 1 Å."""
+def normalisation_scale(data: Frames | PreparedSet, kind: str) -> float:
+    """Energy scale (the data's energy unit) of the normalised targets: the std of the training energies
+    (of one molecule's ``Frames``, or of a prepared set's energies minus their reference energies) or
+    the force RMS × 1 Å."""
+    if isinstance(data, PreparedSet):
+        residual, forces = data.energies - data.reference, data.dataset.forces_flat()
+    else:
+        residual, forces = data.energies, data.forces
     if kind == "energy_std":
-        return float(frames.energies.std())
+        return float(residual.std())
     if kind == "force_rms":
-        return float(np.sqrt(np.mean(frames.forces**2)))
+        return float(np.sqrt(np.mean(forces**2)))
     raise ValueError(f"unknown normalisation {kind!r}; use 'energy_std' or 'force_rms'")
 
 
@@ -98,8 +107,7 @@ def _loss_kind(cfg: FinetuneConfig, epoch: int) -> str:
 
 def train_epoch(
     model: EnergyModel,
-    topo: Topology,
-    frames: Frames,
+    train: PreparedSet,
     cfg: FinetuneConfig,
     opt: torch.optim.Optimizer,
     epoch: int,
@@ -108,15 +116,15 @@ def train_epoch(
 ) -> float:
     """One pass over the training frames in a seeded order; returns the mean batch loss.
 
-    Under ``torchrun`` each process takes its share of every global batch of ``batch_size``
-    frames and gradients are summed across processes (same result as one process). The pass
-    ends early, before a batch, when ``budget`` is spent.
+    Batches may mix molecules (:meth:`PreparedSet.batch`). Under ``torchrun`` each process takes its
+    share of every global batch of ``batch_size`` frames and gradients are summed across processes
+    (same result as one process). The pass ends early, before a batch, when ``budget`` is spent.
     """
     info = info or DistInfo()
     model.train()
-    order = np.random.default_rng(cfg.seed * 100_003 + epoch).permutation(len(frames))
+    order = np.random.default_rng(cfg.seed * 100_003 + epoch).permutation(len(train))
     kind = _loss_kind(cfg, epoch)
-    shift, losses = model.energy_shift, []
+    n_atoms, losses = train.n_atoms_per_frame(), []
     for start in range(0, len(order), cfg.batch_size):
         if start > 0 and budget is not None and budget.spent():  # at least one batch per epoch
             break
@@ -124,11 +132,9 @@ def train_epoch(
         idx = np.asarray(shard(batch_idx.tolist(), info), dtype=np.int64)
         opt.zero_grad(set_to_none=True)
         if len(idx):
-            graph = repeat_topology(topo, torch.as_tensor(frames.coords[idx], dtype=torch.float32)).to(info.device)
-            true_e = torch.as_tensor(frames.energies[idx] - shift, dtype=torch.float32, device=info.device)
-            true_f = torch.as_tensor(frames.forces[idx].reshape(-1, 3), dtype=torch.float32, device=info.device)
+            graph, true_e, true_f = train.batch(idx, torch.float32, info.device)
             pred_e, pred_f = energy_and_forces(model, graph, training=True)
-            counts = (len(batch_idx), len(batch_idx) * topo.n_atoms * 3)
+            counts = (len(batch_idx), int(n_atoms[batch_idx].sum()) * 3)
             loss = energy_force_loss(
                 pred_e,
                 pred_f,
@@ -147,20 +153,60 @@ def train_epoch(
     return float(np.mean(losses)) if losses else float("nan")
 
 
-def _val_loss(metrics: dict[str, float], cfg: FinetuneConfig, scale: float) -> float:
-    return (
-        cfg.energy_weight * metrics["energy_mae_kcal_mol"] + cfg.force_weight * metrics["force_mae_kcal_mol_A"]
-    ) / scale
+def _val_loss(metrics: dict[str, Any], cfg: FinetuneConfig, scale: float) -> float:
+    return (cfg.energy_weight * metrics["energy_mae"] + cfg.force_weight * metrics["force_mae"]) / scale
+
+
+def _read(cfg: FinetuneConfig, path: str) -> Dataset:
+    from emgp_md.data.readers import read_dataset
+
+    return read_dataset(
+        path,
+        format=cfg.data_format,
+        energy_key=cfg.energy_key,
+        forces_key=cfg.forces_key,
+        energy_unit=cfg.energy_unit,
+        label_set=cfg.label_set,
+    )
+
+
+def load_datasets(cfg: FinetuneConfig) -> tuple[Dataset, Dataset, Dataset | None]:
+    """Training, validation and (optional) test sets of a config, all in the unit of ``cfg.data``.
+
+    Validation and test come from ``val_data`` / ``test_data`` when given, else they are drawn
+    (seeded) from ``data``: ``n_val`` / ``n_test`` frames (``split: frames``, one permutation cut into
+    train, validation, test) or molecules (``split: molecules``).
+    """
+    data = _read(cfg, cfg.data)
+    n_val = 0 if cfg.val_data else cfg.n_val
+    n_test = 0 if cfg.test_data else cfg.n_test
+    if cfg.split == "molecules":
+        from emgp_md.data.splits import split_molecules
+
+        train, val, test = split_molecules(data, n_val, n_test, cfg.seed)
+        if cfg.n_train is not None:
+            train = train.subset(train_val_test_split(len(train), cfg.n_train, 0, 0, cfg.seed)[0])
+    else:
+        tr, va, te = train_val_test_split(len(data), cfg.n_train, n_val, n_test, cfg.seed)
+        train, val, test = data.subset(tr), data.subset(va) if len(va) else None, data.subset(te) if len(te) else None
+    if cfg.val_data:
+        val = _read(cfg, cfg.val_data).to_unit(data.energy_unit)
+    if cfg.test_data:
+        test = _read(cfg, cfg.test_data).to_unit(data.energy_unit)
+    if val is None:
+        raise ValueError("no validation frames: set n_val > 0 or give val_data")
+    return train, val, test
 
 
 def finetune(
     cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False, info: DistInfo | None = None
 ) -> dict[str, Any]:
-    """Fine-tune a model on energies and forces of one molecule.
+    """Fine-tune a model on energies and forces of one or many molecules.
 
     Writes into ``out_dir``: ``config.json``, ``log.csv``, ``state.pt`` (resumable state, atomic,
     every epoch), ``best.pt`` (best-validation model), and at the end ``model.pt`` (best model with
-    test metrics in its metadata), ``metrics.json`` and ``learning_curve.png``.
+    test metrics in its metadata) and ``metrics.json``. The data are read before ``out_dir`` is
+    created: a run that cannot read its data leaves no folder behind.
 
     Returns
     -------
@@ -168,36 +214,35 @@ def finetune(
         Validation and test metrics, epochs run, wall time.
     """
     info = info or DistInfo(device=resolve_device(cfg.device))
+    train_set, val_set, test_set = load_datasets(cfg)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    data = load_frames(cfg.data, cfg.label_set)
-    train_idx, val_idx = train_val_split(len(data), cfg.n_train, cfg.n_val, cfg.seed)
-    train, val = data.subset(train_idx), data.subset(val_idx)
-    topo = topology_from_positions(data.z, train.coords[0])
-    shift, scale = float(train.energies.mean()), normalisation_scale(train, cfg.normalisation)
-    model, cfg = build_finetune_model(cfg, scale, shift)
-    if needs_hypergraph(cfg.model):  # SE3Set: one hypergraph, frozen from the reference frame
-        topo = attach_hypergraph(topo, train.coords[0], hypergraph_options(cfg.model))
+    ref = fit_reference(train_set)
+    model, cfg = build_finetune_model(cfg, 1.0, ref.shift, ref.atom_ref)
+    options = hypergraph_options(cfg.model) if needs_hypergraph(cfg.model) else None  # SE3Set: frozen per molecule
+    train, val = prepare(train_set, ref, options), prepare(val_set, ref, options)
+    model.energy_scale = scale = normalisation_scale(train, cfg.normalisation)
     model.to(info.device)
     broadcast_parameters(model, info)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _scheduler(cfg, opt)
     budgets = Budgets(cfg.epochs, max_wall_time_s=cfg.max_wall_time_s, cpu_s=cfg.cpu_budget_s)
+    out.mkdir(parents=True, exist_ok=True)
     loop = ResumableLoop(out, model, opt, sched, budgets, log_fields=LOG_FIELDS, layout="epoch", info=info)
     loop.start(resume, to_dict(cfg))
     meta = make_metadata(
         cfg.model,
-        sorted(set(data.z.tolist())),
-        ENERGY_UNIT,
-        topology=topo.to_dict(),
+        train_set.elements,
+        train_set.energy_unit,
+        topology=train.topologies[0].to_dict() if train_set.n_molecules == 1 else None,
         kind="finetuned",
         provenance={
             "data": cfg.data,
             "label_set": cfg.label_set,
-            "n_train": cfg.n_train,
-            "n_val": cfg.n_val,
+            "n_train": len(train_set),
+            "n_val": len(val_set),
+            "molecules": train_set.n_molecules,
             "seed": cfg.seed,
             "pretrained": cfg.pretrained,
             "init": cfg.init,
@@ -206,9 +251,10 @@ def finetune(
     )
 
     def run_epoch(epoch: int, first_step: int) -> EpochOutcome:
-        train_loss = train_epoch(model, topo, train, cfg, opt, epoch, info, loop.budget)
+        train_loss = train_epoch(model, train, cfg, opt, epoch, info, loop.budget)
         model.eval()
-        metrics = evaluate(model, topo, val)
+        metrics = evaluate_dataset(model, val.topologies, val_set)
+        metrics.pop("molecules")
         model.float()
         val_loss = _val_loss(metrics, cfg, scale)
         lr = opt.param_groups[0]["lr"]
@@ -231,13 +277,19 @@ def finetune(
         return {"finished": False, "epoch": loop.epoch - 1, "wall_s": loop.wall_s}
     if not info.is_main:
         return {"finished": True, "rank": info.rank}
-    return finalize(cfg, out, topo, epochs_run=loop.epochs_run, wall_s=loop.wall_s, cpu_s=loop.budget.used_s())
+    test = prepare(test_set, Reference(), options) if test_set is not None else None
+    return finalize(cfg, out, test, epochs_run=loop.epochs_run, wall_s=loop.wall_s, cpu_s=loop.budget.used_s())
 
 
 def finalize(
-    cfg: FinetuneConfig, out: Path, topo: Topology, epochs_run: int, wall_s: float, cpu_s: float | None = None
+    cfg: FinetuneConfig,
+    out: Path,
+    test: PreparedSet | None,
+    epochs_run: int,
+    wall_s: float,
+    cpu_s: float | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the best model on the test frames and write ``model.pt``, ``metrics.json``, the plot.
+    """Evaluate the best model on the test frames and write ``model.pt`` and ``metrics.json``.
 
     ``epochs_run`` counts a last epoch cut short by the CPU budget; ``cpu_s`` is the training CPU time.
     """
@@ -256,19 +308,14 @@ def finalize(
         result["cpu_s"] = cpu_s
     if cfg.cpu_budget_s is not None:
         result["cpu_budget_s"] = cfg.cpu_budget_s
-    if cfg.test_data:
-        test = load_frames(cfg.test_data, cfg.label_set)
-        result["test"] = evaluate(model, topo, test)
-        result["test"]["data"] = cfg.test_data
+    if test is not None:
+        result["test"] = evaluate_dataset(model, test.topologies, test.dataset)
+        result["test"]["data"] = cfg.test_data or f"{test.dataset.source} (held out: n_test = {cfg.n_test})"
+        if test.dataset.n_molecules == 1:
+            result["test"].pop("molecules")
     meta["metrics"] = result
     meta["provenance"].update({"epochs": epochs_run, "wall_time_s": wall_s, "torch": torch.__version__})
     save_checkpoint(out / "model.pt", model, meta)
     atomic_write_json(out / "metrics.json", result)
-    try:
-        from emgp_md.plots.md import plot_learning_curve, save_figure
-
-        save_figure(plot_learning_curve(out / "log.csv"), out / "learning_curve.png")
-    except Exception as exc:  # noqa: BLE001 - a failed plot must not lose a finished training
-        log.warning("learning-curve plot failed: %s", exc)
     log.info("fine-tuning done: %s", json.dumps(result))
     return result

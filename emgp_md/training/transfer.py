@@ -31,9 +31,12 @@ def load_any_checkpoint(path: str | Path) -> tuple[EnergyModel, dict[str, Any]]:
 def pretrained_backbone(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
     """Backbone weights (keys without the ``backbone.`` prefix) and architecture of a checkpoint.
 
-    Accepts an emgp-md checkpoint or the authors' raw ``checkpoint-3dmgp``.
+    Accepts an emgp-md checkpoint, the authors' raw ``checkpoint-3dmgp`` or the name of a shipped
+    backbone (``"authors-3dmgp"``, :func:`emgp_md.pretrained.backbone_path`).
     """
-    model, meta = load_any_checkpoint(path)
+    from emgp_md.pretrained import resolve_pretrained
+
+    model, meta = load_any_checkpoint(resolve_pretrained(path))
     state = model.state_dict()
     cfg = from_dict(ModelConfig, meta["model"])
     backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
