@@ -199,9 +199,16 @@ def load_datasets(cfg: FinetuneConfig) -> tuple[Dataset, Dataset, Dataset | None
 
 
 def finetune(
-    cfg: FinetuneConfig, out_dir: str | Path, resume: bool = False, info: DistInfo | None = None
+    cfg: FinetuneConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    info: DistInfo | None = None,
+    datasets: tuple[Dataset, Dataset, Dataset | None] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune a model on energies and forces of one or many molecules.
+
+    The frames are read as ``cfg`` says (:func:`load_datasets`) unless ``datasets`` gives the
+    training, validation and test sets directly (e.g. labels made in memory by ``emgp-md learn``).
 
     Writes into ``out_dir``: ``config.json``, ``log.csv``, ``state.pt`` (resumable state, atomic,
     every epoch), ``best.pt`` (best-validation model), and at the end ``model.pt`` (best model with
@@ -214,7 +221,7 @@ def finetune(
         Validation and test metrics, epochs run, wall time.
     """
     info = info or DistInfo(device=resolve_device(cfg.device))
-    train_set, val_set, test_set = load_datasets(cfg)
+    train_set, val_set, test_set = datasets if datasets is not None else load_datasets(cfg)
     out = Path(out_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -310,7 +317,7 @@ def finalize(
         result["cpu_budget_s"] = cfg.cpu_budget_s
     if test is not None:
         result["test"] = evaluate_dataset(model, test.topologies, test.dataset)
-        result["test"]["data"] = cfg.test_data or f"{test.dataset.source} (held out: n_test = {cfg.n_test})"
+        result["test"]["data"] = cfg.test_data or f"{test.dataset.source} (held out from the training data)"
         if test.dataset.n_molecules == 1:
             result["test"].pop("molecules")
     meta["metrics"] = result
