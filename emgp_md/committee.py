@@ -45,6 +45,9 @@ class CommitteeCalculator(Calculator):
     Parameters
     ----------
     models : sequence of model files or :class:`EnergyModel` objects (at least two)
+    record : bool
+        Keep every computed geometry with its force disagreement in :attr:`history` (active learning
+        picks the next frames to label from it).
     **calculator_kwargs
         Passed to every member :class:`EMGPCalculator` (``device``, ``dtype``, ``on_bond_change``, ...).
     """
@@ -58,11 +61,15 @@ class CommitteeCalculator(Calculator):
         "force_disagreement",
     ]
 
-    def __init__(self, models: Sequence[str | Path | EnergyModel], **calculator_kwargs: Any) -> None:
+    def __init__(
+        self, models: Sequence[str | Path | EnergyModel], record: bool = False, **calculator_kwargs: Any
+    ) -> None:
         super().__init__()
         if len(models) < 2:
             raise ValueError(f"a committee needs at least two models, got {len(models)}")
         self.members = [EMGPCalculator(model=m, **calculator_kwargs) for m in models]
+        #: (positions Å, force disagreement eV/Å) of every computed geometry, when ``record`` is set
+        self.history: list[tuple[np.ndarray, float]] | None = [] if record else None
 
     def calculate(
         self, atoms: Atoms | None = None, properties: list[str] | None = None, system_changes: list[str] = all_changes
@@ -80,6 +87,8 @@ class CommitteeCalculator(Calculator):
         self.results["energy_std"] = float(e.std())
         self.results["forces_std"] = f.std(axis=0)
         self.results["force_disagreement"] = float(force_disagreement(f).max())
+        if self.history is not None:
+            self.history.append((self.atoms.positions.copy(), self.results["force_disagreement"]))
 
     def reset_topology(self) -> None:
         """Forget every member's frozen bond graph (see :meth:`EMGPCalculator.reset_topology`)."""

@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 
-from emgp_md.cli import analysis, data, md, models, train
+from emgp_md.cli import analysis, data, learn, md, models, train
 
 log = logging.getLogger("emgp_md.cli")  # the name error messages have always carried
 
 #: Group modules in the order their commands appear in ``emgp-md --help``.
-GROUPS = (md, train, models, data, analysis)
+GROUPS = (md, train, learn, models, data, analysis)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""``emgp-md learn``: sampling, labelling and committee active learning for a new molecule (library level)."""

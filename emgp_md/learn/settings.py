@@ -1,0 +1,81 @@
+"""Settings of ``emgp-md learn`` (a typed config: YAML keys are checked like every other config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from emgp_md.config import check_choices
+
+
+@dataclass
+class LearnConfig:
+    """Active learning of a model for one new molecule (ASE units).
+
+    Attributes
+    ----------
+    labeller : str
+        ``"pyscf"`` (PBE/def2-SVP with density fitting, the rMD17 level of theory) or ``"xtb"``
+        (GFN2-xTB: fast, for trying the pipeline).
+    temperature_K, timestep_fs : float
+        Temperature of the sampling, probe and stability runs (Langevin) and their time step.
+    n_pool : int
+        Frames of the first GFN2-xTB MD run: the initial labels are drawn from them.
+    n_initial, n_per_round, max_labels : int
+        Labels of round 0, labels added per round, and the budget (training labels; the test labels
+        come on top).
+    n_test : int
+        Labelled frames of a separate xTB MD run, never trained on: the test errors.
+    committee : int
+        Models fine-tuned per round (different seeds of the fresh heads and of the validation split).
+    epochs, cpu_budget_s : int, float
+        Fine-tuning epochs per member and round, and a CPU-second cap per member (None: no cap).
+    probe_ps : float
+        Committee MD per round; its frames of highest force disagreement are labelled next.
+    stability_ps : float
+        Length of the final stability run (bond criterion: no bond of the start more than 0.5 Å
+        from its starting length).
+    disagreement_eV_A : float
+        The committee agrees when the 95th percentile of the force disagreement along a probe run
+        (:func:`emgp_md.committee.force_disagreement`, max over atoms) is below this.
+    pretrained : str
+        Backbone to fine-tune from: a shipped name (``"authors-3dmgp"``) or a checkpoint path.
+    workers : int
+        Labelling processes.
+    seed : int
+    """
+
+    labeller: str = "xtb"
+    temperature_K: float = 500.0
+    timestep_fs: float = 0.5
+    n_pool: int = 200
+    n_initial: int = 40
+    n_per_round: int = 30
+    max_labels: int = 300
+    n_test: int = 50
+    committee: int = 4
+    epochs: int = 60
+    cpu_budget_s: float | None = None
+    batch_size: int = 16
+    lr: float = 5e-4
+    probe_ps: float = 2.0
+    stability_ps: float = 20.0
+    disagreement_eV_A: float = 0.15
+    pretrained: str = "authors-3dmgp"
+    workers: int = 1
+    seed: int = 0
+
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"labeller": ("pyscf", "xtb")}
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        for key in ("n_pool", "n_initial", "n_per_round", "max_labels", "epochs", "batch_size", "workers"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"LearnConfig.{key} must be at least 1, got {getattr(self, key)}")
+        if self.committee < 2:
+            raise ValueError(f"LearnConfig.committee must be at least 2 (a committee), got {self.committee}")
+        if self.n_initial > self.n_pool:
+            raise ValueError(f"LearnConfig.n_initial ({self.n_initial}) exceeds n_pool ({self.n_pool})")
+        for key in ("temperature_K", "timestep_fs", "probe_ps", "stability_ps", "disagreement_eV_A", "lr"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"LearnConfig.{key} must be > 0, got {getattr(self, key)}")
