@@ -100,5 +100,5 @@ def test_train_val_split_disjoint_and_seeded():
 
 
 def test_train_val_split_too_many():
-    with pytest.raises(ValueError, match="exceeds"):
+    with pytest.raises(ValueError, match="do not fit"):
         train_val_split(10, 8, 3, seed=0)
