@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -165,6 +166,26 @@ class Dataset:
             counts = np.array([np.count_nonzero(g.z == e) for e in elements], dtype=np.float64)
             rows.append(np.broadcast_to(counts, (len(g), len(elements))))
         return np.concatenate(rows)
+
+
+def write_extxyz(dataset: Dataset, path: str | Path) -> Path:
+    """Write every frame to an extxyz file with its energy and forces in eV and eV/Å (ASE's convention,
+    so :func:`emgp_md.data.readers.read_dataset` reads it back without a declared unit). Atomic write."""
+    import ase.io
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from emgp_md.atomic import atomic_path
+
+    frames = []
+    for g in dataset.to_unit("eV").groups:
+        for pos, e, f in zip(g.coords, g.energies, g.forces, strict=True):
+            atoms = Atoms(numbers=g.z, positions=pos)
+            atoms.calc = SinglePointCalculator(atoms, energy=float(e), forces=f)
+            frames.append(atoms)
+    with atomic_path(path) as tmp:
+        ase.io.write(tmp, frames, format="extxyz")
+    return Path(path)
 
 
 def as_dataset(data: Frames | Dataset) -> Dataset:

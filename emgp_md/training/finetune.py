@@ -20,7 +20,7 @@ import torch
 
 from emgp_md.atomic import atomic_write_json
 from emgp_md.config import FinetuneConfig, to_dict
-from emgp_md.data.frames import Dataset, Frames
+from emgp_md.data.frames import Dataset, Frames, write_extxyz
 from emgp_md.data.rmd17 import train_val_test_split
 from emgp_md.models import build_model, hypergraph_options, needs_hypergraph, paper_init_
 from emgp_md.models.checkpoint import make_metadata, save_checkpoint
@@ -212,7 +212,8 @@ def finetune(
 
     Writes into ``out_dir``: ``config.json``, ``log.csv``, ``state.pt`` (resumable state, atomic,
     every epoch), ``best.pt`` (best-validation model), and at the end ``model.pt`` (best model with
-    test metrics in its metadata) and ``metrics.json``. The data are read before ``out_dir`` is
+    test metrics in its metadata) and ``metrics.json``; test frames held out from ``data`` are written to
+    ``test_frames.xyz`` (extxyz, eV), for ``emgp-md evaluate``. The data are read before ``out_dir`` is
     created: a run that cannot read its data leaves no folder behind.
 
     Returns
@@ -317,7 +318,7 @@ def finalize(
         result["cpu_budget_s"] = cfg.cpu_budget_s
     if test is not None:
         result["test"] = evaluate_dataset(model, test.topologies, test.dataset)
-        result["test"]["data"] = cfg.test_data or f"{test.dataset.source} (held out from the training data)"
+        result["test"]["data"] = cfg.test_data or str(write_extxyz(test.dataset, out / "test_frames.xyz"))
         if test.dataset.n_molecules == 1:
             result["test"].pop("molecules")
     meta["metrics"] = result

@@ -101,6 +101,11 @@ def test_many_molecule_model_serves_any_molecule_of_its_elements(mixed: Dataset,
     model, meta = load_checkpoint(tmp_path / "run" / "model.pt")
     assert meta["topology"] is None and meta["units"]["energy"] == "eV" and meta["species"] == [1, 6, 8]
     assert sorted(model.atom_ref) == [1, 6, 8]
+    import ase.io
+
+    held_out = ase.io.read(tmp_path / "run" / "test_frames.xyz", index=":")  # for emgp-md evaluate
+    assert len(held_out) == 6 and {a.get_chemical_formula() for a in held_out} <= {"C2H6O", "CH4O", "H2O"}
+    assert all(np.isin(a.get_potential_energy(), mixed.energies()) for a in held_out)  # eV, unchanged
     atoms = molecule("CH3OCH3")  # dimethyl ether: not in the training set, same elements
     atoms.calc = EMGPCalculator(str(tmp_path / "run" / "model.pt"), dtype="float64")
     e = atoms.get_potential_energy()
