@@ -70,14 +70,12 @@ def check_elements(atoms: Atoms, pretrained: str) -> None:
     from ase.data import chemical_symbols
 
     from emgp_md.pretrained import available_backbones
+    from emgp_md.training.transfer import unseen_elements
 
-    known = available_backbones().get(pretrained, {}).get("elements")
-    if known is None:
-        return
-    unknown = sorted({int(z) for z in atoms.numbers} - set(known))
+    unknown = unseen_elements(pretrained, set(atoms.numbers.tolist()))
     if unknown:
         names = ", ".join(f"{chemical_symbols[z]} (Z={z})" for z in unknown)
-        have = ", ".join(chemical_symbols[z] for z in known)
+        have = ", ".join(chemical_symbols[z] for z in available_backbones()[pretrained]["elements"])
         raise ValueError(
             f"element(s) {names} are unknown to the pretrained backbone {pretrained!r}, which saw only {have}; "
             "its features for them were never trained. Use a backbone pretrained on them (--pretrained PATH)."

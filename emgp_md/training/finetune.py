@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ase.data import chemical_symbols
 
 from emgp_md.atomic import atomic_write_json
 from emgp_md.config import FinetuneConfig, to_dict
@@ -32,7 +33,7 @@ from emgp_md.training.distributed import DistInfo, allreduce_gradients, broadcas
 from emgp_md.training.evaluate import evaluate_dataset
 from emgp_md.training.loop import Budgets, EpochOutcome, Progress, ResumableLoop
 from emgp_md.training.losses import energy_force_loss
-from emgp_md.training.transfer import pretrained_backbone, transfer_config
+from emgp_md.training.transfer import pretrained_backbone, transfer_config, unseen_elements
 
 log = logging.getLogger(__name__)
 LOG_FIELDS = ["epoch", "lr", "loss_kind", "train_loss", "val_energy_mae", "val_force_mae", "val_loss", "wall_s"]
@@ -227,6 +228,14 @@ def finetune(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ref = fit_reference(train_set)
+    new_elements = unseen_elements(cfg.pretrained, train_set.elements) if cfg.pretrained else []
+    if new_elements:
+        log.warning(
+            "element(s) %s were not in the pretraining data of %r: their embeddings start untrained and are "
+            "learnt from these labels alone; expect larger errors on them than on the others",
+            ", ".join(chemical_symbols[z] for z in new_elements),
+            cfg.pretrained,
+        )
     model, cfg = build_finetune_model(cfg, 1.0, ref.shift, ref.atom_ref)
     options = hypergraph_options(cfg.model) if needs_hypergraph(cfg.model) else None  # SE3Set: frozen per molecule
     train, val = prepare(train_set, ref, options), prepare(val_set, ref, options)
@@ -253,6 +262,7 @@ def finetune(
             "molecules": train_set.n_molecules,
             "seed": cfg.seed,
             "pretrained": cfg.pretrained,
+            "elements_new_to_pretraining": new_elements,
             "init": cfg.init,
             "config": to_dict(cfg),
         },

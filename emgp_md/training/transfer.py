@@ -28,6 +28,15 @@ def load_any_checkpoint(path: str | Path) -> tuple[EnergyModel, dict[str, Any]]:
     return import_official(path)
 
 
+def unseen_elements(pretrained: str | Path, elements: list[int] | set[int]) -> list[int]:
+    """Atomic numbers of ``elements`` that a shipped backbone ``pretrained`` never saw in pretraining
+    (its index lists them); ``[]`` for a checkpoint path, whose elements are not recorded."""
+    from emgp_md.pretrained import available_backbones
+
+    known = available_backbones().get(str(pretrained), {}).get("elements")
+    return [] if known is None else sorted({int(z) for z in elements} - {int(z) for z in known})
+
+
 def pretrained_backbone(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
     """Backbone weights (keys without the ``backbone.`` prefix) and architecture of a checkpoint.
 
