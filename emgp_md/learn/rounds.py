@@ -16,7 +16,7 @@ import numpy as np
 from ase import Atoms
 
 from emgp_md.atomic import atomic_write_json
-from emgp_md.config import FinetuneConfig
+from emgp_md.config import FinetuneConfig, ModelConfig
 from emgp_md.data.frames import Dataset, Frames
 from emgp_md.data.rmd17 import train_val_test_split
 from emgp_md.errors import BondChangeError, StructureError
@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 
 def member_config(cfg: LearnConfig, k: int) -> FinetuneConfig:
     """Fine-tuning settings of committee member ``k`` (its own seed for the heads and the validation split)."""
+    scratch = cfg.pretrained in ("none", "scratch")
     return FinetuneConfig(
-        pretrained=None if cfg.pretrained in ("none", "scratch") else cfg.pretrained,
+        model=ModelConfig(hidden_nf=cfg.scratch_hidden_nf, n_layers=cfg.scratch_layers) if scratch else ModelConfig(),
+        pretrained=None if scratch else cfg.pretrained,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         lr=cfg.lr,

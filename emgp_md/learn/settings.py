@@ -39,7 +39,11 @@ class LearnConfig:
         The committee agrees when the 95th percentile of the force disagreement along a probe run
         (:func:`emgp_md.committee.force_disagreement`, max over atoms) is below this.
     pretrained : str
-        Backbone to fine-tune from: a shipped name (``"authors-3dmgp"``) or a checkpoint path.
+        Backbone to fine-tune from: a shipped name (``"authors-3dmgp"``) or a checkpoint path;
+        ``"none"`` trains from scratch (the side-by-side of the data-efficiency claim).
+    scratch_hidden_nf, scratch_layers : int
+        EGNN width and depth when ``pretrained`` is ``"none"`` (a pretrained backbone brings its own;
+        default the paper's 7 x 128, so scratch and pretrained compare at one size).
     workers : int
         Labelling processes.
     seed : int
@@ -62,6 +66,8 @@ class LearnConfig:
     stability_ps: float = 20.0
     disagreement_eV_A: float = 0.15
     pretrained: str = "authors-3dmgp"
+    scratch_hidden_nf: int = 128
+    scratch_layers: int = 7
     workers: int = 1
     seed: int = 0
 
@@ -69,7 +75,17 @@ class LearnConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
-        for key in ("n_pool", "n_initial", "n_per_round", "max_labels", "epochs", "batch_size", "workers"):
+        for key in (
+            "n_pool",
+            "n_initial",
+            "n_per_round",
+            "max_labels",
+            "epochs",
+            "batch_size",
+            "workers",
+            "scratch_hidden_nf",
+            "scratch_layers",
+        ):
             if getattr(self, key) < 1:
                 raise ValueError(f"LearnConfig.{key} must be at least 1, got {getattr(self, key)}")
         if self.committee < 2:
