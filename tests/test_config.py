@@ -80,3 +80,30 @@ def test_pretrain_configs_load(path):
     cfg = load_yaml(PretrainConfig, path)
     assert cfg.variant in VARIANTS and cfg.model.head == "pooled" and cfg.model.noise_levels == cfg.n_levels
     assert cfg.epochs > 0 and cfg.batch_size > 0 and cfg.efp_weight >= 0 and cfg.inp_weight >= 0
+
+
+def test_numbers_written_as_strings_are_converted(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: x.npz\nlr: 5e-4\nepochs: '30'\nmodel:\n  hidden_nf: 16.0\n")
+    cfg = load_yaml(FinetuneConfig, path)
+    assert cfg.lr == 5e-4 and isinstance(cfg.lr, float)
+    assert cfg.epochs == 30 and isinstance(cfg.epochs, int)
+    assert cfg.model.hidden_nf == 16 and isinstance(cfg.model.hidden_nf, int)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lr: fast\n", r"FinetuneConfig.lr: expected .*'fast'"),
+        ("epochs: 2.5\n", r"FinetuneConfig.epochs: expected .*2.5"),
+        ("model:\n  attention: 'yes'\n", r"ModelConfig.attention: expected .*'yes'"),
+        ("split: atoms\n", r"FinetuneConfig.split: 'atoms' is not one of \['frames', 'molecules'\]"),
+        ("energy_unit: kcal\n", r"FinetuneConfig.energy_unit: .*unknown energy unit 'kcal'"),
+        ("data_format: hdf5\n", r"FinetuneConfig.data_format: 'hdf5' is not one of"),
+    ],
+)
+def test_wrong_types_and_options_are_refused_at_load_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: x.npz\n" + text)
+    with pytest.raises(ValueError, match=message):
+        load_yaml(FinetuneConfig, path)

@@ -196,7 +196,21 @@ def load_datasets(cfg: FinetuneConfig) -> tuple[Dataset, Dataset, Dataset | None
         test = _read(cfg, cfg.test_data).to_unit(data.energy_unit)
     if val is None:
         raise ValueError("no validation frames: set n_val > 0 or give val_data")
+    _check_elements_trained(train, val, test)
     return train, val, test
+
+
+def _check_elements_trained(train: Dataset, val: Dataset, test: Dataset | None) -> None:
+    """Refuse validation or test frames with elements no training frame has (the model cannot learn them)."""
+    for label, part in (("validation", val), ("test", test)):
+        extra = sorted(set(part.elements) - set(train.elements)) if part is not None else []
+        if extra:
+            names = ", ".join(chemical_symbols[z] for z in extra)
+            raise ValueError(
+                f"the {label} set holds element(s) {names} that no training frame has, so no model can learn them: "
+                "with --split molecules another --seed (or fewer held-out molecules) moves them into training; "
+                "otherwise add frames with them to the training data"
+            )
 
 
 def finetune(
