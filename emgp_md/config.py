@@ -26,7 +26,7 @@ class ModelConfig:
     ----------
     backbone : str
         ``"egnn"`` (paper), ``"schnet"`` or ``"et"`` (TorchMD-Net equivariant transformer), the
-        backbones of the paper's "different backbones" figure (method doc 1.2-1.4), or
+        backbones of the paper's "different backbones" figure (docs/method.md §1.2–1.4), or
         ``"se3set"`` (SE3Set hypergraph transformer; needs a hypergraph, see docs/architecture.md).
     hidden_nf : int
         Width (paper: 128).
@@ -192,7 +192,7 @@ class FinetuneConfig:
 
 @dataclass
 class PretrainConfig:
-    """3D-EMGP pretraining (method doc 2; defaults are the paper's recipe).
+    """3D-EMGP pretraining (docs/method.md §2; defaults are the paper's recipe).
 
     Attributes
     ----------

@@ -18,7 +18,7 @@ from emgp_md.models import build_model
 from emgp_md.models.checkpoint import make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
 
-TESTS_DATA = Path(__file__).resolve().parent / "data"
+TESTS_DATA = Path(__file__).resolve().parent / "fixtures"
 
 
 # --------------------------------------------------------------------------- options
@@ -61,12 +61,13 @@ def official_checkpoint(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tests_data() -> Path:
+    """The folder of the tiny data files the tests read (``tests/fixtures``)."""
     return TESTS_DATA
 
 
 @pytest.fixture(scope="session")
 def tiny_rmd17() -> Path:
-    """24 ethanol frames of rMD17 train_01 in the per-split layout (see tests/data/make_fixtures.py)."""
+    """24 ethanol frames of rMD17 train_01 in the per-split layout (see tests/fixtures/make_fixtures.py)."""
     return TESTS_DATA / "rmd17" / "rmd17_ethanol_train_01.npz"
 
 

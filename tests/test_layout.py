@@ -5,6 +5,8 @@
 - matplotlib is imported only under ``plots/`` (and the application floors), and
   ``matplotlib.use`` appears exactly once (:func:`emgp_md.plots.pyplot`).
 - ``import emgp_md`` has no heavy side effects: neither matplotlib nor torch is imported.
+- The library itself is floors (:data:`LIBRARY_FLOORS`): data, models, pretraining and training,
+  calculator, MD/landscapes/analysis, active learning; imports point to the same floor or below.
 """
 
 from __future__ import annotations
@@ -73,6 +75,43 @@ def test_library_does_not_import_the_application_floors() -> None:
 
 def _within(module: str, top: str) -> bool:
     return module == top or module.startswith(top + ".")
+
+
+#: Floors of the library, bottom first: a module imports only from its own floor or below.
+LIBRARY_FLOORS: tuple[tuple[str, ...], ...] = (
+    ("emgp_md", "units", "errors", "atomic", "config", "concurrency", "outputs"),
+    ("data",),
+    ("models", "pretrained"),
+    ("training", "pretrain"),
+    ("calculator", "committee"),
+    ("md", "relaxation", "landscape", "analysis", "testing"),
+    ("learn",),
+)
+
+
+def _floor(module: str) -> int | None:
+    """Library floor of an ``emgp_md`` module (None for the application floors and other packages)."""
+    if not _within(module, "emgp_md") or _is_application(module):
+        return None
+    part = module.split(".")[1] if "." in module else "emgp_md"
+    return next((i for i, names in enumerate(LIBRARY_FLOORS) if part in names), None)
+
+
+def test_library_floors_import_downwards() -> None:
+    """data → models → pretrain/training → calculator → md/landscape/analysis → learn, never upwards."""
+    modules = _modules()
+    unplaced = sorted(m for m in modules if not _is_application(m) and _floor(m) is None)
+    assert not unplaced, f"library modules on no floor (add them to LIBRARY_FLOORS): {unplaced}"
+    bad = set()
+    for module, tree in modules.items():
+        own = _floor(module)
+        if own is None:
+            continue
+        for imported in _imports(tree, module):
+            floor = _floor(imported)
+            if floor is not None and floor > own:
+                bad.add((module, imported))
+    assert not bad, f"library modules import a floor above their own: {sorted(bad)}"
 
 
 def test_only_the_cli_imports_the_cli_and_argparse() -> None:

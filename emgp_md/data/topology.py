@@ -1,6 +1,6 @@
 """Frozen molecular topology: fully connected edges with 4 hop-distance edge types.
 
-3D-EMGP (method doc 1.1) connects every ordered pair of atoms of a molecule and labels each edge
+3D-EMGP (docs/method.md §1.1) connects every ordered pair of atoms of a molecule and labels each edge
 with the shortest-path hop distance ``c`` in the bond graph: 1, 2 or 3 bonds, and 0 for "further
 than 3 bonds or not connected". The bond graph comes from an RDKit molecule when one is given and
 otherwise from the geometry with element-aware covalent radii (:mod:`emgp_md.data.bonds`; the

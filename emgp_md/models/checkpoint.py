@@ -79,20 +79,21 @@ def make_metadata(
     return meta
 
 
-_MOVED_TO_ATOMIC = ("atomic_write_text", "remove_stale_temp_files")
+# old name here -> its name in emgp_md.atomic (the one atomic-write module)
+_MOVED_TO_ATOMIC = {
+    "atomic_write_text": "atomic_write_text",
+    "remove_stale_temp_files": "remove_stale_temp_files",
+    "atomic_save": "atomic_torch_save",
+}
 
 
 def __getattr__(name: str) -> Any:
     """The atomic-write helpers that moved to :mod:`emgp_md.atomic`, with a ``FutureWarning``."""
     if name in _MOVED_TO_ATOMIC:
-        warnings.warn(f"emgp_md.models.checkpoint.{name} moved to emgp_md.atomic.{name}", FutureWarning, stacklevel=2)
-        return getattr(atomic, name)
+        new = _MOVED_TO_ATOMIC[name]
+        warnings.warn(f"emgp_md.models.checkpoint.{name} moved to emgp_md.atomic.{new}", FutureWarning, stacklevel=2)
+        return getattr(atomic, new)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename (:func:`emgp_md.atomic.atomic_torch_save`)."""
-    atomic_torch_save(obj, path)
 
 
 def content_hash(state: dict[str, torch.Tensor], metadata_json: str) -> str:
@@ -127,7 +128,7 @@ def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], metadata:
     if bad:  # written anyway (a training run must not die here), but it will be refused on load
         log.warning("checkpoint %s has non-finite weights in %s; loading it will be refused", path, ", ".join(bad))
     meta_json = json.dumps(metadata)
-    atomic_save(
+    atomic_torch_save(
         {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

@@ -35,7 +35,11 @@ class AtomwiseEnergyHead(nn.Module):
 
 
 class PooledEnergyHead(nn.Module):
-    """Pretraining head: ``E = graph_dec(Σ_i node_dec(h_i))``; returns (n_graphs,)."""
+    """Pretraining head: ``E = graph_dec(Σ_i node_dec(h_i))``; returns (n_graphs,).
+
+    3D-EMGP's energy ``Ê(X) = φ_proj(Σ_i h'_i)`` whose forces ``F̂ = −∇_X Ê`` the EFP loss fits
+    (docs/method.md §2.4).
+    """
 
     def __init__(self, hidden_nf: int) -> None:
         super().__init__()
@@ -51,7 +55,11 @@ class PooledEnergyHead(nn.Module):
 
 
 class NoiseLevelHead(nn.Module):
-    """INP classifier: logits (n_graphs, n_levels) from ``[g(X); g(X̃)]``."""
+    """INP classifier: logits (n_graphs, n_levels) from ``[g(X); g(X̃)]``.
+
+    3D-EMGP's noise-scale predictor ``p = φ_Scale(Σ_i h'_i, Σ_i h̃'_i)`` of the INP loss
+    (graph-level invariant noise-scale prediction, docs/method.md §2.6).
+    """
 
     def __init__(self, hidden_nf: int, n_levels: int = 50) -> None:
         super().__init__()

@@ -1,5 +1,9 @@
 """3D-EMGP pretraining losses (docs/method.md §2 and 3): EFP, INP and the Table-3 ablations.
 
+3D-EMGP: Jiao et al., "Energy-Motivated Equivariant Pretraining for 3D Molecular Graphs", AAAI
+2023; its losses are cited by name (``L_EFP``, ``L_INP``, ``L = λ1 L_EFP + λ2 L_INP``), not by
+equation number (not checked against the paper's text).
+
 Noise is drawn per molecule from a generator seeded by ``(seed, epoch, sample id)``, so a sample
 gets the same level and perturbation whichever process or batch position it lands in; losses are
 sums normalised by the *global* batch size. Together these make data-parallel training reproduce
@@ -53,7 +57,8 @@ def draw_noise(
 
 
 def perturb(graph: GraphBatch, sigma_atom: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Perturbed positions (n_atoms, 3) Å (docs/method.md §2.3).
+    """Perturbed positions (n_atoms, 3) Å: the released sampler of the **Riemann-Gaussian**
+    ``Rie_σ(X̃|X)`` (3D-EMGP; docs/method.md §2.3).
 
     ``X̃ᵗ = X̃ᵗ⁻¹ + η_t s(X̃ᵗ⁻¹, X) + √(2η_t) σ ξ_t`` with ``η_t = 2⁻ᵗ``, from ``X̃⁰ = X``. One step
     (the released setting) is ``X + σξ`` since ``s(X, X) = 0``.
@@ -82,9 +87,12 @@ def denoising_loss(
     """Per-molecule denoising loss (n_graphs,) (None when ``need_pred`` is False) and the pooled
     representation of the noisy conformer (n_graphs, hidden_nf) for INP.
 
-    For the "riemann" variant this is the **EFP loss** (equivariant force prediction, Jiao et al.
-    2023; docs/method.md §2.5): ``Σ_i ‖F̂_i − s_i/σ‖²`` with ``F̂ = −∂Ê/∂X̃`` and ``s`` the
-    Riemann-Gaussian score of :func:`emgp_md.pretrain.noise.riemann_score`."""
+    For the "riemann" variant this is the **EFP loss** (node-level equivariant force prediction,
+    3D-EMGP, the final EFP objective ``σ² ‖F̂/σ − ∇_X̃ log Rie_σ(X̃|X)/α‖²_F``; docs/method.md §2.5):
+    ``Σ_i ‖F̂_i − s_i/σ‖²`` with ``F̂ = −∂Ê/∂X̃`` and ``s`` the α-normalised Riemann-Gaussian score
+    of :func:`emgp_md.pretrain.noise.riemann_score`, which is the same number. The other variants
+    are the Table-3 ablations (docs/method.md §3): "gaussian" (target ``(X − X̃)/σ``), "direct"
+    (EGNN coordinate output instead of forces), "distance" (per-edge distance denoising)."""
     sig = sigma_atom.unsqueeze(1)
     if variant in ("riemann", "gaussian"):
         if not need_pred:
@@ -132,9 +140,10 @@ def pretrain_losses(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss ``(λ1 Σ L_EFP + λ2 Σ L_INP) / global_batch`` and summed statistics.
 
-    ``L_INP`` is the **INP loss** (invariant noise-level prediction, Jiao et al. 2023;
+    ``L_INP`` is the **INP loss** (graph-level invariant noise-scale prediction, 3D-EMGP;
     docs/method.md §2.6): cross-entropy of the noise-level classifier on the pooled clean and
-    noisy representations; ``L_EFP`` is :func:`denoising_loss` (docs/method.md §2.5, §2.7).
+    noisy representations; ``L_EFP`` is :func:`denoising_loss` (docs/method.md §2.5). The weights
+    are the paper's ``λ1 = 1``, ``λ2 = 0.2`` by default (docs/method.md §2.7).
 
     Returns
     -------

@@ -3,7 +3,7 @@
 Per epoch: seeded order, batches of ``batch_size`` molecules (the global batch, sharded over
 processes), Adam, gradient-norm clipping, non-finite steps skipped and counted, cosine learning
 rate stepped per epoch, validation with fixed noise (so checkpoint selection is not noisy, unlike
-the authors' code, method doc 7.12), best checkpoint, CSV log, loss plot.
+the authors' code, docs/method.md §7.12), best checkpoint, CSV log, loss plot.
 
 Backbones that need a hypergraph (SE3Set) get one per molecule, built from a clean conformer on
 first use and cached (:mod:`emgp_md.pretrain.hypergraphs`); molecules whose fragmentation fails

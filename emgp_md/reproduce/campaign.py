@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from emgp_md.atomic import atomic_write_json, atomic_write_text
 from emgp_md.config import from_dict
 from emgp_md.data.rmd17 import MOLECULES
 
@@ -189,12 +190,12 @@ def run_job(job: Job, dry_run: bool = False) -> int:
     if dry_run:
         return 0
     job.out.mkdir(parents=True, exist_ok=True)
-    conf_path.write_text(yaml.safe_dump(job.config, sort_keys=False))
+    atomic_write_text(conf_path, yaml.safe_dump(job.config, sort_keys=False))
     t0 = time.perf_counter()
     with open(job.out / "stdout.log", "a") as out:
         rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
     if rc == 0 and job.command == "pretrain":
-        (job.out / "done.json").write_text(json.dumps({"wall_s": time.perf_counter() - t0}))
+        atomic_write_json(job.out / "done.json", {"wall_s": time.perf_counter() - t0}, indent=None)
     if rc != 0:
         log.error("%s/%s failed with exit status %d; see %s", job.name, job.molecule or "", rc, job.out / "stdout.log")
     return rc

@@ -25,7 +25,6 @@ with ``O_EXCL``, so no two workers take the same cell.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from emgp_md.atomic import atomic_write_json
 from emgp_md.config import FinetuneConfig, from_dict
 from emgp_md.data.packed import PackedMolecule, load_packed, pack_path
 from emgp_md.data.rmd17 import MOLECULES, Frames, train_val_split
@@ -333,7 +333,7 @@ def run_job(cfg: SessionConfig, job: Job, train_deadline: float) -> dict[str, An
     fc = job_config(cfg, job)
     out = Path(cfg.out) / job.out
     out.mkdir(parents=True, exist_ok=True)
-    (out / "split.json").write_text(json.dumps(split))
+    atomic_write_json(out / "split.json", split, indent=None)
     provenance = {"job": asdict(job), "split": split["split"], "test": split["test"]}
     if job.kind == "grid":
         steps = int(job.max_steps or 1)

@@ -19,9 +19,9 @@ from emgp_md.reproduce.campaign import CampaignConfig
 
 log = logging.getLogger(__name__)
 
-KCAL_TO_MEV = 43.364  # 1 kcal/mol in meV (anchors.md; ase.units gives 43.364)
+KCAL_TO_MEV = 43.364  # 1 kcal/mol in meV (ase.units.kcal / ase.units.mol * 1000 = 43.364)
 
-#: Paper Table 1, force MAE kcal/mol/Å, original MD17, 9,500 training frames (docs/method.md; Jiao et al. 2023, Table 1).
+#: Paper Table 1, force MAE kcal/mol/Å, original MD17, 9,500 training frames (Jiao et al. 2023, Table 1; docs/method.md §6).
 PAPER_BASE_F = {
     "aspirin": 0.3885,
     "benzene": 0.1861,
@@ -42,7 +42,7 @@ PAPER_EMGP_F = {
     "toluene": 0.0619,
     "uracil": 0.0773,
 }
-#: SchNet, original MD17, N = 1000, force MAE kcal/mol/Å (anchors.md 2b): the bar a shipped model must beat.
+#: SchNet, original MD17, N = 1000, force MAE kcal/mol/Å (Schütt et al., NeurIPS 2017): the bar a shipped model must beat.
 SCHNET_F = {
     "aspirin": 1.35,
     "benzene": 0.31,
@@ -53,7 +53,7 @@ SCHNET_F = {
     "toluene": 0.57,
     "uracil": 0.56,
 }
-#: MACE, rMD17 950/50, force MAE meV/Å (anchors.md 2a).
+#: MACE, rMD17 950/50, force MAE meV/Å (Batatia et al., NeurIPS 2022, Table 1).
 MACE_F_MEV = {
     "aspirin": 6.6,
     "benzene": 0.3,

@@ -35,6 +35,9 @@ def edge_biases(egnn: EGNN, radial: torch.Tensor, types: torch.Tensor) -> tuple[
 def dense_layer(layer: EGCL, h: torch.Tensor, edge_bias: torch.Tensor, off_diagonal: torch.Tensor) -> torch.Tensor:
     """One :class:`~emgp_md.models.egnn.plain.EGCL` on dense molecules (no coordinate update).
 
+    EGNN message (Satorras et al. 2021, Eq. 3) with the attention gate, aggregation (Eq. 5) as a
+    masked sum over ``j``, and the residual feature update (Eq. 6).
+
     Parameters
     ----------
     h : (n_graphs, n, hidden_nf)

@@ -9,7 +9,9 @@ into buffers reused from call to call (:mod:`emgp_md.models.egnn.buffers`), and 
 backward pass that returns only what forces need: the gradients with respect to the positions
 (and to the input node features). The weights are constants for it.
 
-Maths (one layer; edge ``ij`` of a molecule, ``i`` receives; ``N = B n n`` edges with ``i = j``)::
+Maths (one layer; edge ``ij`` of a molecule, ``i`` receives; ``N = B n n`` edges with ``i = j``):
+the EGNN message (Satorras et al. 2021, Eq. 3; ``pre``, ``z``, ``m``), gate, aggregation (Eq. 5;
+``a``) and feature update (Eq. 6; ``u``, ``h'``)::
 
     r_ij   = |x_i - x_j|²
     pre_ij = (W_i h_i + b_1) + W_j h_j + [r_ij, onehot(t_ij)] · W_5    (first edge layer, split)

@@ -1,8 +1,16 @@
-"""E(n)-equivariant graph network as used by 3D-EMGP (method doc 1.2).
+"""E(n)-equivariant graph network as used by 3D-EMGP (docs/method.md §1.2).
 
-Satorras et al. (ICML 2021), in the configuration of the 3D-EMGP code (``egnn_clean.py``):
-squared distances as radial input, 4 hop-type edge attributes, sigmoid attention gate, sum
-aggregation, residual node update, and a coordinate update only in the last layer.
+Satorras et al., "E(n) Equivariant Graph Neural Networks" (ICML 2021), Eqs. 3–6, in the
+configuration of the 3D-EMGP code (``egnn_clean.py``): squared distances as radial input, 4
+hop-type edge attributes, sigmoid attention gate (the paper's §3.3, "inferring the edges"), sum
+aggregation, residual node update, and a coordinate update only in the last layer:
+
+- **EGNN message** (Eq. 3): ``m_ij = φ_e(h_i, h_j, ‖x_i − x_j‖², e_ij)``, gated by
+  ``σ(w·m_ij + b)`` (:meth:`EGCL.messages`);
+- **coordinate update** (Eq. 4): ``x_i ← x_i + C Σ_j (x_i − x_j) φ_x(m_ij)`` with
+  ``C = 1/(N − 1)`` (:meth:`EGCL.forward` with ``coord_diff``);
+- **aggregation** (Eq. 5): ``a_i = Σ_{j≠i} m_ij``, and **feature update** (Eq. 6):
+  ``h_i ← h_i + φ_h(h_i, a_i)`` (:meth:`EGCL.forward`).
 
 Speed: the first edge-MLP layer acts on ``[h_i; h_j; r_ij; e_ij]``. It is split into its node
 parts ``W_i h_i`` and ``W_j h_j`` (computed once per node), the radial column and a 4-row lookup
@@ -67,7 +75,10 @@ class EGCL(nn.Module):
     def messages(
         self, h: torch.Tensor, radial: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor
     ) -> torch.Tensor:
-        """Edge messages ``m_ij``.
+        """Edge messages ``m_ij``: the **EGNN message** (Satorras et al. 2021, Eq. 3) with its gate.
+
+        ``m_ij = SiLU(Lin(SiLU(Lin([h_i; h_j; r_ij; e_ij]))))``, times ``σ(w·m_ij + b)`` when
+        ``attention`` is on (the paper's §3.3, "inferring the edges").
 
         Parameters
         ----------
@@ -102,6 +113,10 @@ class EGCL(nn.Module):
         coord_diff: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Update node features and, when ``coord_diff`` is given, return the coordinate shift.
+
+        **Aggregation** (Satorras et al. 2021, Eq. 5) ``a_i = Σ_{j≠i} m_ij``; **feature update**
+        (Eq. 6) ``h_i ← h_i + φ_h(h_i, a_i)``, residual; the shift is the **coordinate update**
+        (Eq. 4) with ``C = 1/(N − 1)``, a mean over the incoming edges.
 
         Parameters
         ----------

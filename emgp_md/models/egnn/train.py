@@ -10,7 +10,8 @@ following the backward of :mod:`emgp_md.models.egnn.fused`. ``loss.backward()`` 
 order pass through forward + forces ("double backward" without a second autograd sweep).
 
 Forward of one layer (edge ``ij`` of a molecule, ``i`` receives; ``W_i``, ``W_j``, ``w_r``,
-``W_t`` are the blocks of the first edge layer over ``[h_i; h_j; r_ij; onehot(t_ij)]``)::
+``W_t`` are the blocks of the first edge layer over ``[h_i; h_j; r_ij; onehot(t_ij)]``): the EGNN
+message (Satorras et al. 2021, Eq. 3), gate, aggregation (Eq. 5) and feature update (Eq. 6)::
 
     pre_ij = W_i h_i + W_j h_j + [r_ij, onehot(t_ij)] · [w_r; W_t] + b_1
     z_ij = W_2 silu(pre_ij) + b_2,   m_ij = silu(z_ij)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from helpers.ddp_pretrain import synthetic_conformers
 
+from emgp_md.atomic import atomic_torch_save
 from emgp_md.config import FinetuneConfig, ModelConfig, PretrainConfig
-from emgp_md.models.checkpoint import atomic_save
 from emgp_md.pretrain import trainer
 from emgp_md.training import finetune as finetune_mod
 from emgp_md.training import loop as loop_mod
@@ -28,7 +28,7 @@ def _die_on_save(monkeypatch, module, when):
     def dying(obj, path):
         if when(obj):
             raise KeyboardInterrupt("simulated kill")
-        return atomic_save(obj, path)
+        return atomic_torch_save(obj, path)
 
     monkeypatch.setattr(module, "atomic_save", dying)
 
@@ -75,7 +75,7 @@ def test_finetune_killed_after_logging_resumes_without_duplicate_rows(tmp_path, 
     stale = [out / ".state.pt.k1ll3d.tmp", out / ".config.json.x7.tmp", out / ".best.pt.q9.tmp"]
     for path in stale:
         path.write_bytes(b"half-written")
-    monkeypatch.setattr(loop_mod, "atomic_save", atomic_save)
+    monkeypatch.setattr(loop_mod, "atomic_save", atomic_torch_save)
     result = finetune_mod.finetune(_ft_cfg(tiny_rmd17), out, resume=True)
     assert result["finished"]
     assert _epochs(out / "log.csv") == [0, 1]
@@ -121,7 +121,7 @@ def test_pretrain_killed_after_logging_resumes_without_duplicate_rows(tmp_path, 
     state = torch.load(out / "state.pt", weights_only=True)
     assert state["epoch"] == 0  # the saved state is inside epoch 0
     (out / ".state.pt.abc.tmp").write_bytes(b"half")
-    monkeypatch.setattr(loop_mod, "atomic_save", atomic_save)
+    monkeypatch.setattr(loop_mod, "atomic_save", atomic_torch_save)
     trainer.pretrain(_pt_cfg(), train, val, out, resume=True)
     assert _epochs(out / "log.csv") == [0, 1]
     assert not list(out.glob(".*.tmp")) and not list(out.glob("*.tmp"))

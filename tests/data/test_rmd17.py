@@ -1,4 +1,4 @@
-"""rMD17 loaders on the tiny fixtures of tests/data (per-split and official archive layouts)."""
+"""rMD17 loaders on the tiny fixtures of tests/fixtures (per-split and official archive layouts)."""
 
 from __future__ import annotations
 

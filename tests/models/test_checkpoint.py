@@ -10,14 +10,13 @@ import pytest
 import torch
 from conftest import make_small_model, topo_of
 
-from emgp_md.atomic import atomic_write_text, remove_stale_temp_files
+from emgp_md.atomic import atomic_torch_save, atomic_write_text, remove_stale_temp_files
 from emgp_md.config import ModelConfig
 from emgp_md.data.graph import collate
 from emgp_md.errors import ModelIntegrityError
 from emgp_md.models.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
-    atomic_save,
     content_hash,
     load_checkpoint,
     make_metadata,
@@ -70,19 +69,19 @@ def test_make_metadata_rejects_non_json():
         make_metadata(CFG, [1], "eV", bad=object())
 
 
-def test_atomic_save_leaves_no_temp_files(tmp_path):
+def test_atomic_torch_save_leaves_no_temp_files(tmp_path):
     path = tmp_path / "obj.pt"
-    atomic_save({"x": torch.arange(3)}, path)
-    atomic_save({"x": torch.arange(4)}, path)  # overwrite
+    atomic_torch_save({"x": torch.arange(3)}, path)
+    atomic_torch_save({"x": torch.arange(4)}, path)  # overwrite
     assert [p.name for p in tmp_path.iterdir()] == ["obj.pt"]
     assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(4))
 
 
-def test_atomic_save_failure_keeps_old_file(tmp_path):
+def test_atomic_torch_save_failure_keeps_old_file(tmp_path):
     path = tmp_path / "obj.pt"
-    atomic_save({"x": torch.arange(3)}, path)
+    atomic_torch_save({"x": torch.arange(3)}, path)
     with pytest.raises((pickle.PicklingError, AttributeError), match="pickle"):
-        atomic_save({"x": lambda: None}, path)  # unpicklable
+        atomic_torch_save({"x": lambda: None}, path)  # unpicklable
     assert [p.name for p in tmp_path.iterdir()] == ["obj.pt"]
     assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(3))
 
@@ -300,5 +299,7 @@ def test_moved_atomic_helpers_warn() -> None:
 
     with pytest.warns(FutureWarning, match="emgp_md.atomic"):
         assert checkpoint_mod.atomic_write_text is atomic_write_text
+    with pytest.warns(FutureWarning, match="emgp_md.atomic.atomic_torch_save"):
+        assert checkpoint_mod.atomic_save is atomic_torch_save
     with pytest.raises(AttributeError):
         checkpoint_mod.no_such_name  # noqa: B018

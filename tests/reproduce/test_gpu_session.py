@@ -34,7 +34,7 @@ from emgp_md.reproduce.session_report import (
 from emgp_md.training.finetune import resolve_device
 from emgp_md.training.stepwise import StepBudget, cosine_lr, train_steps
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- packed data
