@@ -16,7 +16,7 @@ from ase.units import kcal, mol
 from emgp_md.data.frames import write_extxyz
 from emgp_md.data.readers import detect_format, read_dataset
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parents[1] / "fixtures"
 RMD17_SPLIT = HERE / "rmd17" / "rmd17_ethanol_train_01.npz"
 ARCHIVE = HERE / "rmd17_archive"
 
