@@ -31,3 +31,9 @@ class BondChangeError(RuntimeError):
 
 class ModelIntegrityError(ValueError):
     """A model file whose bytes, content hash, metadata or weights are not what they claim to be."""
+
+
+class LabelError(RuntimeError):
+    """A reference calculation (DFT, xTB) that failed or did not converge: no label, never a wrong one.
+
+    Labelling records it for that frame and goes on with the others."""
