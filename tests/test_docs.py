@@ -20,7 +20,14 @@ import pytest
 import emgp_md
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["README.md", "docs/getting_started.md", "docs/calculator.md", "docs/fragmentation.md", "docs/your_data.md"]
+FAST = [
+    "README.md",
+    "docs/getting_started.md",
+    "docs/calculator.md",
+    "docs/fragmentation.md",
+    "docs/your_data.md",
+    "docs/learn.md",
+]
 SLOW = ["docs/landscapes.md"]  # a 41 x 41 grid and a relaxed dihedral scan of aspirin
 
 
