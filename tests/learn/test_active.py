@@ -15,6 +15,7 @@ pytest.importorskip("tblite", reason="the xTB labeller needs tblite (pip install
 from emgp_md.cli import main
 from emgp_md.committee import CommitteeCalculator
 from emgp_md.learn.active import learn
+from emgp_md.learn.compare import scratch_side_by_side
 from emgp_md.learn.settings import LearnConfig
 from emgp_md.models.checkpoint import load_checkpoint
 
@@ -55,6 +56,16 @@ def test_budget_spent_is_said_and_never_called_converged(tmp_path):
     atoms.get_forces()
     assert atoms.calc.results["forces_std"].shape == (3, 3)
     assert np.isfinite(atoms.calc.results["force_disagreement"])
+
+
+def test_scratch_side_by_side_uses_the_same_labels_and_test(tmp_path):
+    cfg = LearnConfig(**TINY, disagreement_eV_A=1e-9)
+    learn("O", tmp_path / "w", cfg)
+    result = scratch_side_by_side(tmp_path / "w")
+    assert result["labels"] == cfg.max_labels and result["test_frames"] == cfg.n_test
+    assert result["architecture"] == "EGNN 1 x 8"
+    assert result["scratch"]["force_mae_meV_A"] > 0 and result["pretrained"]["force_mae_meV_A"] > 0
+    assert (tmp_path / "w" / "scratch_comparison.json").is_file()
 
 
 def test_converges_when_the_committee_agrees_and_the_run_is_stable(tmp_path):
