@@ -77,11 +77,11 @@ def _steps(length_ps: float, timestep_fs: float) -> int:
 
 def probe(cfg: LearnConfig, models: list[Path], start: Atoms, out: Path, seed: int) -> dict[str, Any]:
     """Committee MD at ``cfg.temperature_K`` for ``cfg.probe_ps``; every geometry's force disagreement is
-    kept (``out/probe_history.npz``) and summarised (``out/probe.json``)."""
+    kept (``out/probe_history.npz``) and summarised (``out/probe_summary.json``; ``out/probe.json`` holds the MD settings)."""
     from emgp_md.committee import CommitteeCalculator
     from emgp_md.md import run_md
 
-    summary_path = out / "probe.json"
+    summary_path = out / "probe_summary.json"
     if summary_path.is_file():
         return json.loads(summary_path.read_text())
     atoms = start.copy()
@@ -137,7 +137,7 @@ def stability_run(cfg: LearnConfig, model: Path, start: Atoms, out: Path, seed: 
     from emgp_md.data.bonds import perceive_bonds
     from emgp_md.md import run_md
 
-    summary_path = out / "stability.json"
+    summary_path = out / "stability_summary.json"
     if summary_path.is_file():
         return json.loads(summary_path.read_text())
     atoms = start.copy()

@@ -88,8 +88,12 @@ def test_resume_reuses_labels_members_and_md(tmp_path, monkeypatch):
         raise AssertionError("a resumed run relabelled a frame")
 
     monkeypatch.setattr(labelling.XTBLabeller, "__call__", no_labels)
+    killed_mid_probe = tmp_path / "w" / "round_1" / "probe_summary.json"
+    killed_mid_probe.unlink()  # as if killed during the probe: its MD settings file (probe.json) stays
+    assert (tmp_path / "w" / "round_1" / "probe.json").is_file()
     again = learn("O", tmp_path / "w", cfg)
     assert again.n_labels == first.n_labels and member.stat().st_mtime_ns == stamp
+    assert "intact" in json.loads(killed_mid_probe.read_text())
     assert again.rounds[-1]["test_force_mae_meV_A"] == first.rounds[-1]["test_force_mae_meV_A"]
 
 
