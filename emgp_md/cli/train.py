@@ -174,6 +174,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from emgp_md.data.convert import topology_for_atoms
     from emgp_md.data.readers import read_dataset
     from emgp_md.models.checkpoint import load_checkpoint
+    from emgp_md.training.data import group_topologies
     from emgp_md.training.evaluate import dataset_metrics, predict_dataset
     from emgp_md.units import ARBITRARY
 
@@ -192,10 +193,13 @@ def evaluate_command(args: argparse.Namespace) -> int:
         label_set=args.label_set,
     ).to_unit(unit)
     options = getattr(model.backbone, "fragment_options", None)
-    topologies = [
-        topology_for_atoms(Atoms(numbers=g.z, positions=g.coords[0]), meta.get("topology"), hypergraph_options=options)
-        for g in data.groups
-    ]
+    if meta.get("topology") is None:  # a many-molecule model: graphs perceived as in its training
+        topologies = group_topologies(data, options)
+    else:  # a one-molecule model: each group mapped onto its bond graph (any atom order), others refused
+        topologies = [
+            topology_for_atoms(Atoms(numbers=g.z, positions=g.coords[0]), meta["topology"], hypergraph_options=options)
+            for g in data.groups
+        ]
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     predictions = predict_dataset(model, topologies, data, dtype=dtype)
     m = dataset_metrics(predictions, data)

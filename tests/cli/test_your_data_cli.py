@@ -58,6 +58,10 @@ def test_many_molecules_held_out_by_molecule_then_evaluated(tmp_path, tiny_confi
     printed = capsys.readouterr().out
     assert test[0].get_chemical_formula() in printed and "force MAE" in printed
     assert plot.is_file() and plot.stat().st_size > 1000
+    stretched = _frames(["CH4"], 2, seed=4)
+    stretched[0].positions[1] *= 3.0  # an H far out (stale labels: only the graph handling is under test)
+    ase.io.write(tmp_path / "stretched.extxyz", stretched)
+    assert main(["evaluate", str(out / "model.pt"), str(tmp_path / "stretched.extxyz"), "--plot", "none"]) == 0
 
 
 def test_held_out_element_missing_from_training_is_refused(tmp_path, tiny_config, caplog):
