@@ -1,7 +1,5 @@
-"""Figures of the paper-reproduction reports (:mod:`emgp_md.reproduce`), drawn from plain numbers.
-
-Phase B of the layout issue moves the MD17 and Figure 3 bar charts here as well.
-"""
+"""Figures of the paper-reproduction reports (:mod:`emgp_md.reproduce`), drawn from plain numbers:
+the reports compute the numbers, these functions draw them and return the figure."""
 
 from __future__ import annotations
 
@@ -11,7 +9,7 @@ import numpy as np
 
 from emgp_md.plots import pyplot
 
-__all__ = ["plot_hr_grid"]
+__all__ = ["plot_backbone_bars", "plot_data_efficiency", "plot_hr_grid", "plot_md17_force_mae"]
 
 
 def plot_hr_grid(summaries: list[dict[str, Any]]) -> Any:
@@ -33,4 +31,115 @@ def plot_hr_grid(summaries: list[dict[str, Any]]) -> Any:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def plot_md17_force_mae(values: dict[str, list[float]], schnet: list[float], molecules: list[str]) -> Any:
+    """Grouped bars: test force MAE (kcal/mol/Å) per molecule for ``values["scratch"|"ours"|"official"]``
+    (NaN: no result), with the SchNet MD17 number per molecule as a marker (the bar to beat)."""
+    plt = pyplot()
+
+    specs = [
+        ("scratch", "scratch (4×64)", "#bbbbbb"),
+        ("ours", "our pretraining (4×64)", "#4c72b0"),
+        ("official", "authors' checkpoint (7×128)", "#dd8452"),
+    ]
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    x = np.arange(len(molecules))
+    width = 0.26
+    for k, (spec, label, color) in enumerate(specs):
+        ax.bar(x + (k - 1) * width, values[spec], width, label=label, color=color)
+    ax.scatter(x, schnet, marker="_", s=600, color="k", zorder=3, label="SchNet, MD17 N=1000 (bar to beat)")
+    ax.set_yscale("log")
+    ax.set_xticks(x, molecules, rotation=20)
+    ax.set_ylabel("test_01 force MAE (kcal/mol/Å)")
+    ax.set_title("rMD17, 950 train / 50 val frames: fine-tuning from scratch vs pretrained")
+    ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_backbone_bars(
+    values: dict[str, dict[str, list[float]]], backbone_labels: list[str], subtitle: str = ""
+) -> Any:
+    """Grouped bars: test force MAE (kcal/mol/Å) per backbone, one panel per molecule (log y).
+
+    ``values[molecule][init]`` holds one number per backbone (NaN: unfinished, marked "–"), ``init`` in
+    ``("scratch", "pretrained")``; ``subtitle`` (e.g. the budgets) goes under the title."""
+    plt = pyplot()
+
+    colors = {"scratch": "#bbbbbb", "pretrained": "#4c72b0"}
+    molecules = list(values)
+    fig, axes = plt.subplots(1, len(molecules), figsize=(4.2 * len(molecules), 4.0), squeeze=False)
+    x = np.arange(len(backbone_labels))
+    width = 0.38
+    for ax, mol in zip(axes[0], molecules):
+        vals = {init: np.array(v, dtype=float) for init, v in values[mol].items()}
+        finite = np.concatenate(list(vals.values()))
+        finite = finite[np.isfinite(finite) & (finite > 0)]
+        lo, hi = (finite.min() / 3, finite.max() * 3) if len(finite) else (0.1, 10.0)
+        ax.set_yscale("log")
+        ax.set_ylim(lo, hi)
+        for k, init in enumerate(vals):
+            # bars start at the bottom of the log axis; unfinished runs are marked, not drawn
+            heights = np.where(np.isfinite(vals[init]), vals[init] - lo, np.nan)
+            bars = ax.bar(x + (k - 0.5) * width, heights, width, bottom=lo, label=init, color=colors[init])
+            for bar, v in zip(bars, vals[init]):
+                cx = bar.get_x() + bar.get_width() / 2
+                if np.isfinite(v):
+                    ax.annotate(f"{v:.2f}", (cx, v), ha="center", va="bottom", fontsize=7)
+                else:
+                    ax.annotate("–", (cx, lo), ha="center", va="bottom", fontsize=9, color="0.4")
+        ax.grid(axis="y", which="both", alpha=0.3)
+        if not len(finite):
+            ax.text(0.5, 0.5, "no finished runs yet", transform=ax.transAxes, ha="center", va="center")
+        ax.set_xticks(x, backbone_labels)
+        ax.set_xlabel("backbone")
+        ax.set_ylabel("test force MAE (kcal/mol/Å)")
+        ax.set_title(f"rMD17 {mol}")
+        ax.legend(fontsize=8, title="initialisation", title_fontsize=8)
+    fig.suptitle(
+        "Fine-tuning from scratch vs from 3D-EMGP pretraining, per backbone" + (f"\n{subtitle}" if subtitle else ""),
+        fontsize=11,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_data_efficiency(
+    stats: dict[tuple[str, int, str], dict[str, Any]], title: str, zero_force: dict[str, float] | None = None
+) -> Any:
+    """Log-log force MAE vs N, one panel per molecule, both inits, min–max bars over seeds; a dashed line
+    at the MAE of predicting zero forces (the plateau) where ``zero_force`` gives it."""
+    plt = pyplot()
+
+    mols = sorted({m for m, _, _ in stats})
+    ncol = min(4, max(1, len(mols)))
+    nrow = -(-len(mols) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow + 0.9), squeeze=False)
+    for ax, mol in zip(axes.flat, mols):
+        for init, color in (("pretrained", "tab:blue"), ("scratch", "tab:orange")):
+            pts = sorted((n, v) for (m, n, i), v in stats.items() if m == mol and i == init and v["n"])
+            if not pts:
+                continue
+            ns = np.array([n for n, _ in pts])
+            mean = np.array([v["force_mean"] for _, v in pts])
+            lo = mean - np.array([v["force_min"] for _, v in pts])
+            hi = np.array([v["force_max"] for _, v in pts]) - mean
+            label = "authors' checkpoint" if init == "pretrained" else "from scratch"
+            ax.errorbar(ns, mean, yerr=[lo, hi], marker="o", capsize=3, color=color, label=label)
+        if zero_force and mol in zero_force:
+            ax.axhline(zero_force[mol], color="grey", ls="--", lw=1, label="F = 0 (zero-force plateau)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(mol)
+        ax.set_xlabel("training frames N")
+        ax.set_ylabel("test_01 force MAE (kcal/mol/Å)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(mols) :]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=8, wrap=True)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     return fig

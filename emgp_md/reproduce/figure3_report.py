@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from emgp_md.plots import pyplot, save_figure
+from emgp_md.plots import save_figure
 from emgp_md.reproduce.campaign import CampaignConfig, finetune_jobs, pretrain_jobs
 from emgp_md.reproduce.md17_report import collect
 
@@ -223,48 +223,16 @@ def _pretrain_cpu_s(run: Path) -> float | None:
 
 
 def plot_backbones(results: dict, rows: list[SpecRow], molecules: list[str], path: Path, subtitle: str = "") -> Path:
-    """Grouped bars: test force MAE per backbone, scratch vs pretrained, one panel per molecule (log y);
+    """Grouped bars of test force MAE per backbone, scratch vs pretrained, one panel per molecule (log y);
     ``subtitle`` (e.g. the budgets) goes under the title."""
-    plt = pyplot()
+    from emgp_md.plots.reports import plot_backbone_bars
 
     backbones = _backbones(rows)
-    colors = {"scratch": "#bbbbbb", "pretrained": "#4c72b0"}
-    fig, axes = plt.subplots(1, len(molecules), figsize=(4.2 * len(molecules), 4.0), squeeze=False)
-    x = np.arange(len(backbones))
-    width = 0.38
-    for ax, mol in zip(axes[0], molecules):
-        vals = {
-            init: np.array([_force(results, rows, b, init, mol) or np.nan for b in backbones], dtype=float)
-            for init in INITS
-        }
-        finite = np.concatenate(list(vals.values()))
-        finite = finite[np.isfinite(finite) & (finite > 0)]
-        lo, hi = (finite.min() / 3, finite.max() * 3) if len(finite) else (0.1, 10.0)
-        ax.set_yscale("log")
-        ax.set_ylim(lo, hi)
-        for k, init in enumerate(INITS):
-            # bars start at the bottom of the log axis; unfinished runs are marked, not drawn
-            heights = np.where(np.isfinite(vals[init]), vals[init] - lo, np.nan)
-            bars = ax.bar(x + (k - 0.5) * width, heights, width, bottom=lo, label=init, color=colors[init])
-            for bar, v in zip(bars, vals[init]):
-                cx = bar.get_x() + bar.get_width() / 2
-                if np.isfinite(v):
-                    ax.annotate(f"{v:.2f}", (cx, v), ha="center", va="bottom", fontsize=7)
-                else:
-                    ax.annotate("–", (cx, lo), ha="center", va="bottom", fontsize=9, color="0.4")
-        ax.grid(axis="y", which="both", alpha=0.3)
-        if not len(finite):
-            ax.text(0.5, 0.5, "no finished runs yet", transform=ax.transAxes, ha="center", va="center")
-        ax.set_xticks(x, [BACKBONE_LABELS.get(b, b) for b in backbones])
-        ax.set_xlabel("backbone")
-        ax.set_ylabel("test force MAE (kcal/mol/Å)")
-        ax.set_title(f"rMD17 {mol}")
-        ax.legend(fontsize=8, title="initialisation", title_fontsize=8)
-    fig.suptitle(
-        "Fine-tuning from scratch vs from 3D-EMGP pretraining, per backbone" + (f"\n{subtitle}" if subtitle else ""),
-        fontsize=11,
-    )
-    fig.tight_layout()
+    values = {
+        mol: {init: [_force(results, rows, b, init, mol) or np.nan for b in backbones] for init in INITS}
+        for mol in molecules
+    }
+    fig = plot_backbone_bars(values, [BACKBONE_LABELS.get(b, b) for b in backbones], subtitle)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, path, dpi=130)
     return path

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from emgp_md.plots import pyplot, save_figure
+from emgp_md.plots import save_figure
 from emgp_md.reproduce.campaign import CampaignConfig
 
 log = logging.getLogger(__name__)
@@ -185,36 +185,11 @@ def budgets(results: dict) -> str:
 
 
 def plot_force_mae(results: dict, molecules: list[str], path: Path) -> Path:
-    """Grouped bars: test force MAE per molecule for scratch, ours and official, SchNet bar as a marker."""
-    plt = pyplot()
+    """Grouped bars of test force MAE per molecule (scratch, ours, official) with the SchNet marker."""
+    from emgp_md.plots.reports import plot_md17_force_mae
 
-    specs = [
-        ("scratch", "scratch (4×64)", "#bbbbbb"),
-        ("ours", "our pretraining (4×64)", "#4c72b0"),
-        ("official", "authors' checkpoint (7×128)", "#dd8452"),
-    ]
-    fig, ax = plt.subplots(figsize=(9, 4.8))
-    x = np.arange(len(molecules))
-    width = 0.26
-    for k, (spec, label, color) in enumerate(specs):
-        vals = [_f(results, spec, m) or np.nan for m in molecules]
-        ax.bar(x + (k - 1) * width, vals, width, label=label, color=color)
-    ax.scatter(
-        x,
-        [SCHNET_F[m] for m in molecules],
-        marker="_",
-        s=600,
-        color="k",
-        zorder=3,
-        label="SchNet, MD17 N=1000 (bar to beat)",
-    )
-    ax.set_yscale("log")
-    ax.set_xticks(x, molecules, rotation=20)
-    ax.set_ylabel("test_01 force MAE (kcal/mol/Å)")
-    ax.set_title("rMD17, 950 train / 50 val frames: fine-tuning from scratch vs pretrained")
-    ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
-    ax.grid(axis="y", which="both", alpha=0.3)
-    fig.tight_layout()
+    values = {spec: [_f(results, spec, m) or np.nan for m in molecules] for spec in ("scratch", "ours", "official")}
+    fig = plot_md17_force_mae(values, [SCHNET_F[m] for m in molecules], molecules)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, path, dpi=130)
     return path

@@ -179,46 +179,6 @@ def data_efficiency_table(
     return "\n".join(lines)
 
 
-def plot_data_efficiency(
-    stats: dict[tuple[str, int, str], dict[str, Any]], title: str, zero_force: dict[str, float] | None = None
-) -> Any:
-    """Log-log force MAE vs N, one panel per molecule, both inits, min–max bars over seeds; a dashed line
-    at the MAE of predicting zero forces (the plateau) where ``zero_force`` gives it."""
-    from emgp_md.plots import pyplot
-
-    plt = pyplot()
-
-    mols = sorted({m for m, _, _ in stats})
-    ncol = min(4, max(1, len(mols)))
-    nrow = -(-len(mols) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow + 0.9), squeeze=False)
-    for ax, mol in zip(axes.flat, mols):
-        for init, color in (("pretrained", "tab:blue"), ("scratch", "tab:orange")):
-            pts = sorted((n, v) for (m, n, i), v in stats.items() if m == mol and i == init and v["n"])
-            if not pts:
-                continue
-            ns = np.array([n for n, _ in pts])
-            mean = np.array([v["force_mean"] for _, v in pts])
-            lo = mean - np.array([v["force_min"] for _, v in pts])
-            hi = np.array([v["force_max"] for _, v in pts]) - mean
-            label = "authors' checkpoint" if init == "pretrained" else "from scratch"
-            ax.errorbar(ns, mean, yerr=[lo, hi], marker="o", capsize=3, color=color, label=label)
-        if zero_force and mol in zero_force:
-            ax.axhline(zero_force[mol], color="grey", ls="--", lw=1, label="F = 0 (zero-force plateau)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(mol)
-        ax.set_xlabel("training frames N")
-        ax.set_ylabel("test_01 force MAE (kcal/mol/Å)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(mols) :]:
-        ax.set_visible(False)
-    fig.suptitle(title, fontsize=8, wrap=True)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
-    return fig
-
-
 def write_data_efficiency_report(
     root: str | Path, report_dir: str | Path, zero_force: dict[str, float] | None = None
 ) -> list[Path]:
@@ -229,6 +189,7 @@ def write_data_efficiency_report(
     """
     zero_force = zero_force or {}
     from emgp_md.plots import save_figure
+    from emgp_md.plots.reports import plot_data_efficiency
 
     root, report_dir = Path(root), Path(report_dir)
     records = collect_grid(root)
