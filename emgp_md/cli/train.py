@@ -215,7 +215,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
         plot = args.plot or f"{Path(args.data).stem}_parity.png"
         title = f"{Path(args.checkpoint).name} on {Path(args.data).name}"
-        print(f"parity plot: {save_figure(plot_parity(predictions, data, title), plot)}")
+        atom_ref = model.atom_ref or None  # a many-molecule model: energies above its element references
+        print(f"parity plot: {save_figure(plot_parity(predictions, data, title, atom_ref=atom_ref), plot)}")
     if args.json:
         print(json.dumps(m))
     return 0
