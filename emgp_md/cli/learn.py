@@ -25,6 +25,7 @@ _OVERRIDES = (
     "disagreement_eV_A",
     "pretrained",
     "workers",
+    "dask_scheduler",
     "seed",
 )
 
@@ -135,6 +136,11 @@ def register(sub: Any) -> None:
     p.add_argument("--disagreement-eV-A", dest="disagreement_eV_A", type=float, help="agreement threshold")
     p.add_argument("--pretrained", help="backbone: shipped name (authors-3dmgp), checkpoint path, or 'none'")
     p.add_argument("--workers", type=int, help="labelling processes (default 1)")
+    p.add_argument(
+        "--dask-scheduler",
+        dest="dask_scheduler",
+        help="label on a running dask.distributed cluster (scheduler address, e.g. tcp://host:8786)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--max-rounds", dest="max_rounds", type=int, default=12)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")

@@ -99,7 +99,25 @@ def _frames_file(path: Path, make: Any) -> list[Atoms]:
 def _label(frames: list[Atoms], labeller: Any, store: Path, start: int, cfg: LearnConfig) -> Any:
     from emgp_md.learn.labelling import label_frames
 
-    return label_frames(frames, labeller, store, max_workers=cfg.workers, start_index=start)
+    client = dask_client(cfg.dask_scheduler)
+    try:
+        return label_frames(frames, labeller, store, max_workers=cfg.workers, start_index=start, client=client)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def dask_client(address: str | None) -> Any:
+    """A ``dask.distributed`` client of the scheduler at ``address`` (None: no cluster, local labelling)."""
+    if address is None:
+        return None
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ImportError(
+            f"labelling on the dask cluster {address!r} needs dask.distributed: pip install 'emgp-md[dask]'"
+        ) from None
+    return Client(address)
 
 
 def learn(spec: str, out_dir: str | Path, cfg: LearnConfig | None = None, max_rounds: int = 12) -> LearnResult:

@@ -45,7 +45,10 @@ class LearnConfig:
         EGNN width and depth when ``pretrained`` is ``"none"`` (a pretrained backbone brings its own;
         default the paper's 7 x 128, so scratch and pretrained compare at one size).
     workers : int
-        Labelling processes.
+        Labelling processes on this machine.
+    dask_scheduler : str, optional
+        Address of a running ``dask.distributed`` scheduler (``tcp://host:8786``): labels then run on
+        that cluster through its client's executor (extra ``dask``), instead of local processes.
     seed : int
     """
 
@@ -69,6 +72,7 @@ class LearnConfig:
     scratch_hidden_nf: int = 128
     scratch_layers: int = 7
     workers: int = 1
+    dask_scheduler: str | None = None
     seed: int = 0
 
     CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"labeller": ("pyscf", "xtb")}

@@ -151,3 +151,49 @@ def test_worker_processes_and_a_given_executor_give_the_inline_labels(tmp_path):
         np.testing.assert_allclose(other.energies, inline.energies)
         np.testing.assert_allclose(other.forces, inline.forces)
     assert load_store(tmp_path / "a").to_dataset().energy_unit == "eV"
+
+
+class FakeClient:
+    """Stands in for a dask.distributed client: what label_frames uses of it is get_executor()."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def get_executor(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.asked += 1
+        return ThreadPoolExecutor(2)
+
+
+def test_a_cluster_client_executor_labels_the_frames(tmp_path):
+    frames = _jiggled("H2O", 3, seed=6)
+    client = FakeClient()
+    result = label_frames(frames, CalculatorLabeller(EMT, "EMT"), tmp_path / "d", client=client, progress=False)
+    assert client.asked == 1 and len(result.labelled) == 3
+
+
+def test_dask_scheduler_without_dask_says_how_to_install(monkeypatch):
+    import builtins
+
+    from emgp_md.learn.active import dask_client
+
+    real_import = builtins.__import__
+
+    def no_dask(name, *args, **kwargs):
+        if name.startswith("dask"):
+            raise ImportError("no dask")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dask)
+    with pytest.raises(ImportError, match=r"tcp://cluster:8786.*emgp-md\[dask\]"):
+        dask_client("tcp://cluster:8786")
+    assert dask_client(None) is None
+
+
+def test_a_smiles_rdkit_cannot_embed_is_named(monkeypatch):
+    from rdkit.Chem import AllChem
+
+    monkeypatch.setattr(AllChem, "EmbedMolecule", lambda *args, **kwargs: -1)
+    with pytest.raises(ValueError, match=r"cannot embed the SMILES 'CCO' in 3D"):
+        molecule_from_smiles("CCO")
