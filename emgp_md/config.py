@@ -106,6 +106,10 @@ class FinetuneConfig:
         ``"frames"`` (random frames) or ``"molecules"`` (held-out molecules, for many-molecule sets).
     pretrained : str, optional
         Checkpoint whose backbone is transferred (heads fresh).
+    init_model : str, optional
+        A fine-tuned model whose every weight (backbone and heads) and energy scale the run starts from,
+        to continue on more labels (``emgp-md learn``'s later rounds); its architecture is used.
+        Excludes ``pretrained``.
     init : str
         Initialisation from scratch: ``"default"`` (PyTorch) or ``"paper"`` (Kaiming-uniform on every weight).
     normalisation : str
@@ -144,6 +148,7 @@ class FinetuneConfig:
     label_set: str = "rmd17"
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrained: str | None = None
+    init_model: str | None = None
     init: str = "default"
     epochs: int = 1500
     batch_size: int = 100

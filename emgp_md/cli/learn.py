@@ -19,6 +19,7 @@ _OVERRIDES = (
     "n_test",
     "committee",
     "epochs",
+    "refine_epochs",
     "temperature_K",
     "stability_ps",
     "probe_ps",
@@ -129,7 +130,13 @@ def register(sub: Any) -> None:
     p.add_argument("--n-per-round", dest="n_per_round", type=int, help="labels added per round (default 30)")
     p.add_argument("--n-test", dest="n_test", type=int, help="held-out labelled test frames (default 50)")
     p.add_argument("--committee", type=int, help="models in the committee (default 4)")
-    p.add_argument("--epochs", type=int, help="fine-tuning epochs per member and round (default 60)")
+    p.add_argument("--epochs", type=int, help="fine-tuning epochs per member in round 0 (default 60)")
+    p.add_argument(
+        "--refine-epochs",
+        dest="refine_epochs",
+        type=int,
+        help="epochs per member in later rounds, continuing from the round before (default 20; 0: restart)",
+    )
     p.add_argument("--temperature-K", dest="temperature_K", type=float, help="MD temperature (default 500 K)")
     p.add_argument("--stability-ps", dest="stability_ps", type=float, help="final stability run (default 20 ps)")
     p.add_argument("--probe-ps", dest="probe_ps", type=float, help="committee MD per round (default 2 ps)")

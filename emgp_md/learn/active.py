@@ -161,7 +161,8 @@ def learn(spec: str, out_dir: str | Path, cfg: LearnConfig | None = None, max_ro
         n_asked += len(batch)
         labels = load_store(train_store).to_frames()
         round_dir = out / f"round_{r}"
-        models, metrics = rounds.train_committee(cfg, labels, test, round_dir)
+        previous = out / f"round_{r - 1}" if r else None
+        models, metrics = rounds.train_committee(cfg, labels, test, round_dir, previous)
         probe = rounds.probe(cfg, models, start, round_dir, seed=cfg.seed + r)
         records.append(rounds.round_record(r, len(labels), metrics, probe))
         _summary_line(records[-1], cfg)

@@ -49,9 +49,12 @@ def validation_split(labels: Frames, seed: int) -> tuple[Dataset, Dataset]:
 
 
 def train_committee(
-    cfg: LearnConfig, labels: Frames, test: Frames | None, round_dir: Path
+    cfg: LearnConfig, labels: Frames, test: Frames | None, round_dir: Path, previous: Path | None = None
 ) -> tuple[list[Path], list[dict[str, Any]]]:
-    """Fine-tune ``cfg.committee`` members on ``labels``; returns their model files and metrics."""
+    """Fine-tune ``cfg.committee`` members on ``labels``; returns their model files and metrics.
+
+    With ``previous`` (the round before) and ``cfg.refine_epochs``, member ``k`` continues from that
+    round's member ``k`` for ``refine_epochs`` instead of starting from the pretrained backbone."""
     from emgp_md.training.finetune import finetune
 
     paths, metrics = [], []
@@ -63,6 +66,10 @@ def train_committee(
             result = json.loads(done.read_text())
         else:
             fcfg = member_config(cfg, k)
+            if previous is not None and cfg.refine_epochs:
+                fcfg.pretrained, fcfg.epochs = None, cfg.refine_epochs
+                fcfg.init_model = str(previous / f"member_{k}" / "model.pt")
+                fcfg.min_lr = fcfg.lr / 20
             train, val = validation_split(labels, fcfg.seed)
             log.info("round %s: training committee member %d of %d", round_dir.name, k + 1, cfg.committee)
             result = finetune(fcfg, out, resume=(out / "state.pt").is_file(), datasets=(train, val, test_set))

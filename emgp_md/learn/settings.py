@@ -29,7 +29,11 @@ class LearnConfig:
     committee : int
         Models fine-tuned per round (different seeds of the fresh heads and of the validation split).
     epochs, cpu_budget_s : int, float
-        Fine-tuning epochs per member and round, and a CPU-second cap per member (None: no cap).
+        Fine-tuning epochs per member in round 0 (from the pretrained backbone), and a CPU-second cap per
+        member and round (None: no cap).
+    refine_epochs : int
+        Epochs per member in later rounds, each member continuing from its own model of the round before
+        on all labels so far (0: every round starts again from the pretrained backbone with ``epochs``).
     probe_ps : float
         Committee MD per round; its frames of highest force disagreement are labelled next.
     stability_ps : float
@@ -62,6 +66,7 @@ class LearnConfig:
     n_test: int = 50
     committee: int = 4
     epochs: int = 60
+    refine_epochs: int = 20
     cpu_budget_s: float | None = None
     batch_size: int = 16
     lr: float = 5e-4
@@ -96,6 +101,8 @@ class LearnConfig:
             raise ValueError(f"LearnConfig.committee must be at least 2 (a committee), got {self.committee}")
         if self.n_initial > self.n_pool:
             raise ValueError(f"LearnConfig.n_initial ({self.n_initial}) exceeds n_pool ({self.n_pool})")
+        if self.refine_epochs < 0:
+            raise ValueError(f"LearnConfig.refine_epochs must be >= 0, got {self.refine_epochs}")
         for key in ("temperature_K", "timestep_fs", "probe_ps", "stability_ps", "disagreement_eV_A", "lr"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"LearnConfig.{key} must be > 0, got {getattr(self, key)}")

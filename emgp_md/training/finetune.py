@@ -20,7 +20,7 @@ import torch
 from ase.data import chemical_symbols
 
 from emgp_md.atomic import atomic_write_json
-from emgp_md.config import FinetuneConfig, to_dict
+from emgp_md.config import FinetuneConfig, ModelConfig, from_dict, to_dict
 from emgp_md.data.frames import Dataset, Frames, write_extxyz
 from emgp_md.data.rmd17 import train_val_test_split
 from emgp_md.models import build_model, hypergraph_options, needs_hypergraph, paper_init_
@@ -43,7 +43,16 @@ def build_finetune_model(
     cfg: FinetuneConfig, scale: float, shift: float, atom_ref: dict[int, float] | None = None
 ) -> tuple[EnergyModel, FinetuneConfig]:
     """Fresh model, or pretrained backbone + fresh heads; returns the model and the effective config."""
-    if cfg.pretrained:
+    if cfg.init_model:
+        if cfg.pretrained:
+            raise ValueError("init_model and pretrained exclude each other: a run starts from one of them")
+        from emgp_md.models.checkpoint import load_checkpoint
+
+        start, meta = load_checkpoint(cfg.init_model)
+        cfg.model = from_dict(ModelConfig, meta["model"])
+        model = build_model(cfg.model, energy_scale=start.energy_scale, energy_shift=shift, atom_ref=atom_ref)
+        model.load_state_dict(start.state_dict(), strict=True)
+    elif cfg.pretrained:
         weights, src_cfg = pretrained_backbone(cfg.pretrained)
         cfg.model = transfer_config(cfg.model, src_cfg)
         torch.manual_seed(cfg.seed)  # fresh heads drawn as from scratch
@@ -253,7 +262,9 @@ def finetune(
     model, cfg = build_finetune_model(cfg, 1.0, ref.shift, ref.atom_ref)
     options = hypergraph_options(cfg.model) if needs_hypergraph(cfg.model) else None  # SE3Set: frozen per molecule
     train, val = prepare(train_set, ref, options), prepare(val_set, ref, options)
-    model.energy_scale = scale = normalisation_scale(train, cfg.normalisation)
+    # a continued model keeps the scale its heads were trained for
+    scale = model.energy_scale if cfg.init_model else normalisation_scale(train, cfg.normalisation)
+    model.energy_scale = scale
     model.to(info.device)
     broadcast_parameters(model, info)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -28,6 +28,7 @@ TINY = {
     "n_test": 4,
     "committee": 2,
     "epochs": 2,
+    "refine_epochs": 1,
     "batch_size": 4,
     "probe_ps": 0.02,
     "stability_ps": 0.02,
@@ -58,12 +59,20 @@ def test_budget_spent_is_said_and_never_called_converged(tmp_path):
     assert np.isfinite(atoms.calc.results["force_disagreement"])
 
 
+def test_later_rounds_continue_from_the_round_before(tmp_path):
+    learn("O", tmp_path / "w", LearnConfig(**TINY, disagreement_eV_A=1e-9))
+    first = json.loads((tmp_path / "w" / "round_0" / "member_1" / "config.json").read_text())
+    later = json.loads((tmp_path / "w" / "round_1" / "member_1" / "config.json").read_text())
+    assert first["pretrained"] is None and first["init_model"] is None and first["epochs"] == 2
+    assert later["init_model"].endswith("round_0/member_1/model.pt") and later["epochs"] == 1
+
+
 def test_scratch_side_by_side_uses_the_same_labels_and_test(tmp_path):
     cfg = LearnConfig(**TINY, disagreement_eV_A=1e-9)
     learn("O", tmp_path / "w", cfg)
     result = scratch_side_by_side(tmp_path / "w")
     assert result["labels"] == cfg.max_labels and result["test_frames"] == cfg.n_test
-    assert result["architecture"] == "EGNN 1 x 8"
+    assert result["architecture"] == "EGNN 1 x 8" and result["epochs"] == 2 + 1  # round 0 + one refinement
     assert result["scratch"]["force_mae_meV_A"] > 0 and result["pretrained"]["force_mae_meV_A"] > 0
     assert (tmp_path / "w" / "scratch_comparison.json").is_file()
 

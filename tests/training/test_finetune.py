@@ -284,3 +284,19 @@ def test_normalisation_scale_options() -> None:
     assert normalisation_scale(frames, "force_rms") == pytest.approx(np.sqrt(np.mean(frames.forces**2)))
     with pytest.raises(ValueError, match="force_rms"):
         normalisation_scale(frames, "per_atom")
+
+
+def test_init_model_continues_from_every_weight_and_the_scale(tmp_path, tiny_rmd17, finished_run):
+    out, result = finished_run
+    start, _ = load_checkpoint(out / "model.pt")
+    cfg = _cfg(tiny_rmd17, init_model=str(out / "model.pt"), model=ModelConfig(hidden_nf=16, n_layers=2))
+    model, used = build_finetune_model(cfg, 1.0, 0.0)
+    assert used.model.hidden_nf == 8 and used.model.n_layers == 1  # the model's own architecture
+    assert model.energy_scale == start.energy_scale
+    for (name, a), (_, b) in zip(model.state_dict().items(), start.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    again = finetune(_cfg(tiny_rmd17, init_model=str(out / "model.pt"), lr=1e-12, epochs=1), tmp_path / "more")
+    # same data, learning rate ~0: the continued model predicts as the one it started from
+    assert again["test"]["force_mae"] == pytest.approx(result["test"]["force_mae"], rel=1e-4)
+    with pytest.raises(ValueError, match="exclude each other"):
+        build_finetune_model(_cfg(tiny_rmd17, init_model=str(out / "model.pt"), pretrained="x.pt"), 1.0, 0.0)
