@@ -159,7 +159,7 @@ def learn(spec: str, out_dir: str | Path, cfg: LearnConfig | None = None, max_ro
     for r in range(max_rounds):
         _label(batch, labeller, train_store, n_asked, cfg)
         n_asked += len(batch)
-        labels = load_store(train_store).to_frames()
+        labels = load_store(train_store).to_frames(below=n_asked)  # a resumed round sees its own labels only
         round_dir = out / f"round_{r}"
         previous = out / f"round_{r - 1}" if r else None
         models, metrics = rounds.train_committee(cfg, labels, test, round_dir, previous)

@@ -48,18 +48,20 @@ class LabelResult:
     failed: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0
 
-    def to_frames(self, name: str = "") -> Frames:
-        """The labelled frames as :class:`Frames` in eV (one molecule: the same atomic numbers in order)."""
-        if not self.labelled:
+    def to_frames(self, name: str = "", below: int | None = None) -> Frames:
+        """The labelled frames as :class:`Frames` in eV (one molecule: the same atomic numbers in order);
+        with ``below``, only frames of index ``< below`` (the labels of the rounds so far)."""
+        records = [r for r in self.labelled if below is None or r["index"] < below]
+        if not records:
             raise ValueError(f"{self.store}: no labelled frames ({len(self.failed)} failed)")
-        z = np.asarray(self.labelled[0]["numbers"], dtype=np.int64)
-        if any(r["numbers"] != self.labelled[0]["numbers"] for r in self.labelled):
+        z = np.asarray(records[0]["numbers"], dtype=np.int64)
+        if any(r["numbers"] != records[0]["numbers"] for r in records):
             raise ValueError(f"{self.store}: frames of different molecules in one store")
         return Frames(
             z=z,
-            coords=np.array([r["positions_A"] for r in self.labelled], dtype=np.float64),
-            energies=np.array([r["energy_eV"] for r in self.labelled], dtype=np.float64),
-            forces=np.array([r["forces_eV_A"] for r in self.labelled], dtype=np.float64),
+            coords=np.array([r["positions_A"] for r in records], dtype=np.float64),
+            energies=np.array([r["energy_eV"] for r in records], dtype=np.float64),
+            forces=np.array([r["forces_eV_A"] for r in records], dtype=np.float64),
             source=str(self.store),
             energy_unit="eV",
             name=name,
