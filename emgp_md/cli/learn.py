@@ -135,7 +135,7 @@ def register(sub: Any) -> None:
         "--refine-epochs",
         dest="refine_epochs",
         type=int,
-        help="epochs per member in later rounds, continuing from the round before (default 20; 0: restart)",
+        help="epochs per member in later rounds continuing from the round before (default 0: restart from the backbone)",
     )
     p.add_argument("--temperature-K", dest="temperature_K", type=float, help="MD temperature (default 500 K)")
     p.add_argument("--stability-ps", dest="stability_ps", type=float, help="final stability run (default 20 ps)")

@@ -32,8 +32,9 @@ class LearnConfig:
         Fine-tuning epochs per member in round 0 (from the pretrained backbone), and a CPU-second cap per
         member and round (None: no cap).
     refine_epochs : int
-        Epochs per member in later rounds, each member continuing from its own model of the round before
-        on all labels so far (0: every round starts again from the pretrained backbone with ``epochs``).
+        0 (default): every round fine-tunes its members afresh from the pretrained backbone for ``epochs``.
+        Otherwise, later rounds continue each member from its own model of the round before for this many
+        epochs: about 3x cheaper per round but measured less accurate per label (docs/learn.md).
     probe_ps : float
         Committee MD per round; its frames of highest force disagreement are labelled next.
     stability_ps : float
@@ -66,7 +67,7 @@ class LearnConfig:
     n_test: int = 50
     committee: int = 4
     epochs: int = 60
-    refine_epochs: int = 20
+    refine_epochs: int = 0
     cpu_budget_s: float | None = None
     batch_size: int = 16
     lr: float = 5e-4
