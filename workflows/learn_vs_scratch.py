@@ -20,9 +20,10 @@ from emgp_md.learn.compare import scratch_side_by_side
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="output folder of a finished emgp-md learn run")
+    parser.add_argument("--epochs", type=int, help="scratch epochs (default: as many as member 0 had)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(json.dumps(scratch_side_by_side(args.out), indent=2))
+    print(json.dumps(scratch_side_by_side(args.out, epochs=args.epochs), indent=2))
 
 
 if __name__ == "__main__":

@@ -74,7 +74,9 @@ def test_scratch_side_by_side_uses_the_same_labels_and_test(tmp_path):
     assert result["labels"] == cfg.max_labels and result["test_frames"] == cfg.n_test
     assert result["architecture"] == "EGNN 1 x 8" and result["epochs"] == 2 + 1  # round 0 + one refinement
     assert result["scratch"]["force_mae_meV_A"] > 0 and result["pretrained"]["force_mae_meV_A"] > 0
-    assert (tmp_path / "w" / "scratch_comparison.json").is_file()
+    assert (tmp_path / "w" / "scratch_comparison.json").is_file() and result["zero_force_mae_meV_A"] > 0
+    longer = scratch_side_by_side(tmp_path / "w", epochs=4)
+    assert longer["epochs"] == 4 and (tmp_path / "w" / "scratch_comparison_4ep.json").is_file()
 
 
 def test_converges_when_the_committee_agrees_and_the_run_is_stable(tmp_path):
