@@ -58,7 +58,7 @@ def write_report(out: Path, result: Any, cfg: Any, spec: str) -> Path:
         + ("" if result.status == "converged" else " (the label budget ran out first: this model is not called done)"),
         (
             f"Level of theory: {result.level_of_theory}; labels used: {result.n_labels} "
-            f"({result.labels_failed} failed and skipped); wall time {result.wall_s:.0f} s."
+            f"({result.labels_failed} failed and skipped); wall time {result.wall_s:.0f} s (all invocations)."
         ),
         "",
         "| round | labels | test force MAE (meV/Å) | committee range | probe | disagreement p95 (eV/Å) |",

@@ -130,7 +130,7 @@ def learn(spec: str, out_dir: str | Path, cfg: LearnConfig | None = None, max_ro
 
     cfg = cfg or LearnConfig()
     out = Path(out_dir)
-    t0 = time.perf_counter()
+    clock = _Clock(out / "time.json")
     if (out / "start.xyz").is_file():
         start = _frames_file(out / "start.xyz", list)[0]
     else:  # refused input (a bad SMILES, unknown elements) leaves no folder behind
@@ -165,6 +165,7 @@ def learn(spec: str, out_dir: str | Path, cfg: LearnConfig | None = None, max_ro
         models, metrics = rounds.train_committee(cfg, labels, test, round_dir, previous)
         probe = rounds.probe(cfg, models, start, round_dir, seed=cfg.seed + r)
         records.append(rounds.round_record(r, len(labels), metrics, probe))
+        clock.save()
         _summary_line(records[-1], cfg)
         agree = probe["intact"] and (probe["disagreement_p95_eV_A"] or np.inf) < cfg.disagreement_eV_A
         n_next = rounds.with_labels(cfg, n_asked, cfg.n_per_round)
@@ -193,7 +194,7 @@ def learn(spec: str, out_dir: str | Path, cfg: LearnConfig | None = None, max_ro
         stability=stability,
         test=_test_metrics(final),
         level_of_theory=labeller.level_of_theory,
-        wall_s=time.perf_counter() - t0,
+        wall_s=clock.save(),
         labels_failed=len(store.failed),
         committee=[str(final / f"member_{k}" / "model.pt") for k in range(cfg.committee)],
     )
@@ -208,6 +209,22 @@ def learn(spec: str, out_dir: str | Path, cfg: LearnConfig | None = None, max_ro
         result.wall_s,
     )
     return result
+
+
+class _Clock:
+    """Wall time of a run over all its invocations (a resumed run adds to it), kept in ``path``;
+    the time since the last save of a killed invocation is not counted."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.before = json.loads(path.read_text())["wall_s"] if path.is_file() else 0.0
+        self.t0 = time.perf_counter()
+
+    def save(self) -> float:
+        total = self.before + time.perf_counter() - self.t0
+        if self.path.parent.is_dir():
+            atomic_write_json(self.path, {"wall_s": total})
+        return total
 
 
 def _test_metrics(round_dir: Path) -> dict[str, Any] | None:

@@ -104,6 +104,7 @@ def test_resume_reuses_labels_members_and_md(tmp_path, monkeypatch):
     assert (tmp_path / "w" / "round_1" / "probe.json").is_file()
     again = learn("O", tmp_path / "w", cfg)
     assert again.n_labels == first.n_labels and member.stat().st_mtime_ns == stamp
+    assert again.wall_s > first.wall_s  # the clock adds the resumed invocation to the first
     assert [r["n_labels"] for r in again.rounds] == [6, 9]  # round 0 still counts its own labels
     assert "intact" in json.loads(killed_mid_probe.read_text())
     assert again.rounds[-1]["test_force_mae_meV_A"] == first.rounds[-1]["test_force_mae_meV_A"]
