@@ -122,15 +122,20 @@ def probe(cfg: LearnConfig, models: list[Path], start: Atoms, out: Path, seed: i
 
 
 def select_frames(out: Path, n: int, z: np.ndarray, min_spacing: int = 20) -> list[Atoms]:
-    """The ``n`` probe geometries of highest force disagreement, at least ``min_spacing`` steps apart."""
+    """The ``n`` probe geometries of highest force disagreement, at least ``min_spacing`` steps apart
+    while the probe has enough of them (then the next most uncertain ones); fewer only if the probe
+    recorded fewer than ``n`` geometries."""
     data = np.load(out / "probe_history.npz")
     positions, score = data["positions_A"], data["disagreement_eV_A"]
+    order = [int(i) for i in np.argsort(-score, kind="stable")]
     chosen: list[int] = []
-    for i in np.argsort(-score, kind="stable"):
-        if all(abs(int(i) - j) >= min_spacing for j in chosen):
-            chosen.append(int(i))
+    for i in order:
+        if all(abs(i - j) >= min_spacing for j in chosen):
+            chosen.append(i)
         if len(chosen) == n:
             break
+    if len(chosen) < n:  # a short probe: the next most uncertain geometries, closer together
+        chosen += [i for i in order if i not in chosen][: n - len(chosen)]
     return [Atoms(numbers=z, positions=positions[i]) for i in sorted(chosen)]
 
 

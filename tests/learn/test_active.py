@@ -128,3 +128,16 @@ def test_cli_writes_report_and_exits_4_when_the_budget_ran_out(tmp_path, capsys)
     assert "budget" in report.lower() and (out / "error_vs_labels.png").is_file()
     assert main(["learn", "O", str(cfg), "--out", str(out)]) == 2  # not empty, no --resume
     assert main(["learn", "O", str(cfg), "--out", str(out), "--resume"]) == 4
+
+
+def test_selection_takes_the_most_uncertain_spaced_geometries(tmp_path):
+    from emgp_md.learn.rounds import select_frames
+
+    score = np.array([0.1, 0.9, 0.8, 0.2, 0.7, 0.3, 0.05, 0.6])
+    positions = np.arange(len(score))[:, None, None] * np.ones((1, 3, 3))
+    np.savez(tmp_path / "probe_history.npz", positions_A=positions, disagreement_eV_A=score)
+    z = np.array([8, 1, 1])
+    spaced = select_frames(tmp_path, 3, z, min_spacing=2)
+    assert [int(a.positions[0, 0]) for a in spaced] == [1, 4, 7]  # 0.9, then 0.7 and 0.6 two steps apart
+    short = select_frames(tmp_path, 6, z, min_spacing=3)  # spacing leaves three: the rest by uncertainty
+    assert sorted(int(a.positions[0, 0]) for a in short) == [1, 2, 3, 4, 5, 7]
