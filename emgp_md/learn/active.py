@@ -131,14 +131,11 @@ def learn(spec: str, out_dir: str | Path, cfg: LearnConfig | None = None, max_ro
     cfg = cfg or LearnConfig()
     out = Path(out_dir)
     clock = _Clock(out / "time.json")
-    if (out / "start.xyz").is_file():
-        start = _frames_file(out / "start.xyz", list)[0]
-    else:  # refused input (a bad SMILES, unknown elements) leaves no folder behind
-        start = start_structure(spec, seed=cfg.seed)
-        check_elements(start, cfg.pretrained)
-        out.mkdir(parents=True, exist_ok=True)
-        _frames_file(out / "start.xyz", lambda: [start])
-    check_elements(start, cfg.pretrained)
+    resumed = (out / "start.xyz").is_file()
+    start = _frames_file(out / "start.xyz", list)[0] if resumed else start_structure(spec, seed=cfg.seed)
+    check_elements(start, cfg.pretrained)  # refused input (a bad SMILES, unknown elements) leaves no folder
+    out.mkdir(parents=True, exist_ok=True)
+    _frames_file(out / "start.xyz", lambda: [start])
     labeller = make_labeller(cfg.labeller)
     atomic_write_json(out / "settings.json", {"spec": spec, **asdict(cfg)})
 

@@ -69,7 +69,6 @@ def train_committee(
             if previous is not None and cfg.refine_epochs:
                 fcfg.pretrained, fcfg.epochs = None, cfg.refine_epochs
                 fcfg.init_model = str(previous / f"member_{k}" / "model.pt")
-                fcfg.min_lr = fcfg.lr / 20
             train, val = validation_split(labels, fcfg.seed)
             log.info("round %s: training committee member %d of %d", round_dir.name, k + 1, cfg.committee)
             result = finetune(fcfg, out, resume=(out / "state.pt").is_file(), datasets=(train, val, test_set))

@@ -2,8 +2,8 @@
 
 xTB (through ``tblite``'s ASE calculator) is cheap enough to draw hundreds of diverse geometries at the
 target temperature in a minute, for the expensive labeller (DFT) to label only the ones chosen.
-The thermostat is ``ase.md.langevin.Langevin`` with ``fixcm=False``: with ASE's default, small
-molecules run far hotter than asked.
+The thermostat is the project's Langevin (:func:`emgp_md.md.make_dynamics`: ``fixcm=False`` with a
+``FixCom`` constraint; with ASE's default ``fixcm``, small molecules run far hotter than asked).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +122,9 @@ def sample_xtb_md(
     Velocities start Maxwell-Boltzmann (seeded), without centre-of-mass motion or rotation; the first
     ``equilibration_steps`` are discarded. Returned Atoms hold numbers and positions (Å) only.
     """
-    from ase.md.langevin import Langevin
     from tqdm import tqdm
 
-    from emgp_md.md import init_velocities
+    from emgp_md.md import init_velocities, make_dynamics
 
     if n_frames < 1 or stride_steps < 1:
         raise ValueError(f"n_frames ({n_frames}) and stride_steps ({stride_steps}) must be at least 1")
@@ -135,14 +133,7 @@ def sample_xtb_md(
     with omp_threads(threads):
         work.calc = xtb_calculator()
         init_velocities(work, temperature_K, seed)
-        dyn = Langevin(
-            work,
-            timestep=timestep_fs * units.fs,
-            temperature_K=temperature_K,
-            friction=friction_per_fs / units.fs,
-            fixcm=False,
-            rng=np.random.default_rng(seed + 1),
-        )
+        dyn = make_dynamics(work, "langevin", timestep_fs, temperature_K, friction_per_fs, seed)
         dyn.run(equilibration_steps)
         bar = tqdm(total=n_frames, desc="xTB MD", unit="frame", disable=not progress, leave=False)
         for _ in range(n_frames):

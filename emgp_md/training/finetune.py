@@ -22,7 +22,7 @@ from ase.data import chemical_symbols
 from emgp_md.atomic import atomic_write_json
 from emgp_md.config import FinetuneConfig, ModelConfig, from_dict, to_dict
 from emgp_md.data.frames import Dataset, Frames, write_extxyz
-from emgp_md.data.rmd17 import train_val_test_split
+from emgp_md.data.splits import split_frames, split_molecules
 from emgp_md.models import build_model, hypergraph_options, needs_hypergraph, paper_init_
 from emgp_md.models.checkpoint import make_metadata, save_checkpoint
 from emgp_md.models.energy_model import EnergyModel
@@ -191,14 +191,11 @@ def load_datasets(cfg: FinetuneConfig) -> tuple[Dataset, Dataset, Dataset | None
     n_val = 0 if cfg.val_data else cfg.n_val
     n_test = 0 if cfg.test_data else cfg.n_test
     if cfg.split == "molecules":
-        from emgp_md.data.splits import split_molecules
-
         train, val, test = split_molecules(data, n_val, n_test, cfg.seed)
         if cfg.n_train is not None:
-            train = train.subset(train_val_test_split(len(train), cfg.n_train, 0, 0, cfg.seed)[0])
+            train = split_frames(train, cfg.n_train, 0, seed=cfg.seed)[0]
     else:
-        tr, va, te = train_val_test_split(len(data), cfg.n_train, n_val, n_test, cfg.seed)
-        train, val, test = data.subset(tr), data.subset(va) if len(va) else None, data.subset(te) if len(te) else None
+        train, val, test = split_frames(data, cfg.n_train, n_val, n_test, seed=cfg.seed)
     if cfg.val_data:
         val = _read(cfg, cfg.val_data).to_unit(data.energy_unit)
     if cfg.test_data:
