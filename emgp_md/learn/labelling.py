@@ -96,10 +96,9 @@ def _label_one(labeller: Any, index: int, numbers: list[int], positions: list[li
     base = {"index": index, "numbers": numbers, "positions_A": positions, "level_of_theory": labeller.level_of_theory}
     try:
         energy, forces = labeller(atoms)
-    except LabelError as exc:
-        return {**base, "error": str(exc), "wall_s": time.perf_counter() - t0}
     except Exception as exc:  # noqa: BLE001 - any failure of one frame is recorded, never fatal
-        return {**base, "error": f"{type(exc).__name__}: {exc}", "wall_s": time.perf_counter() - t0}
+        error = str(exc) if isinstance(exc, LabelError) else f"{type(exc).__name__}: {exc}"
+        return {**base, "error": error, "wall_s": time.perf_counter() - t0}
     return {
         **base,
         "energy_eV": float(energy),
