@@ -8,6 +8,9 @@ the order rotating every step, so that load from other jobs hits all of them ali
 
 - ``ours``: :func:`emgp_md.models.forces.energy_and_forces` with ``training=True``, i.e. the
   explicit dense forces of :mod:`emgp_md.models.egnn.train` where they apply;
+- ``ours_compiled``: the same inside :func:`~emgp_md.models.egnn.compiled.compiled_forces`: forward,
+  forces and their backward as one ``torch.compile`` graph (``FinetuneConfig.compile_step``); its
+  compilation happens in the gradient check and the warm-up steps, outside the timing;
 - ``ours_autograd``: the same model with those switched off
   (:func:`~emgp_md.models.egnn.train.explicit_forces` ``(False)``): dense forward, forces by
   autograd with ``create_graph=True``;
@@ -59,7 +62,7 @@ from reference_egnn import (
 
 log = logging.getLogger("bench_training")
 ENERGY_WEIGHT, FORCE_WEIGHT = 0.2, 0.8
-IMPLEMENTATIONS = ("ours", "ours_autograd", "reference")
+IMPLEMENTATIONS = ("ours", "ours_compiled", "ours_autograd", "reference")
 
 
 @dataclass
@@ -113,14 +116,18 @@ def make_batches(molecule: str, batch_size: int, n_batches: int, seed: int) -> t
     return batches, topo, shift, scale
 
 
-def ours_loss(model: torch.nn.Module, batch: Batch, explicit: bool = True) -> torch.Tensor:
+def ours_loss(
+    model: torch.nn.Module, batch: Batch, explicit: bool = True, compile_mode: str | None = None
+) -> torch.Tensor:
     """Fine-tuning loss of emgp-md's model (differentiable forces); ``explicit=False`` switches the
-    explicit dense forces off (plain autograd with ``create_graph=True``)."""
+    explicit dense forces off (plain autograd with ``create_graph=True``); a ``compile_mode`` runs
+    the step compiled (:func:`~emgp_md.models.egnn.compiled.compiled_forces`)."""
+    from emgp_md.models.egnn.compiled import compiled_forces
     from emgp_md.models.egnn.train import explicit_forces
     from emgp_md.models.forces import energy_and_forces
     from emgp_md.training.losses import energy_force_loss
 
-    with explicit_forces(explicit):
+    with explicit_forces(explicit), compiled_forces(compile_mode is not None, compile_mode or "default"):
         pred_e, pred_f = energy_and_forces(model, batch.graph, training=True)
     return energy_force_loss(
         pred_e, pred_f, batch.true_e, batch.true_f, model.energy_scale, ENERGY_WEIGHT, FORCE_WEIGHT
@@ -156,16 +163,18 @@ def check_equal(
     batch: Batch,
     dtype: torch.dtype,
     tol: float,
-    explicit: bool = True,
+    impl: str = "ours",
+    compile_mode: str = "default",
 ) -> dict[str, Any]:
-    """Compare loss and all parameter gradients of one step (copies of the models, in ``dtype``);
-    ``explicit`` selects ``ours`` or ``ours_autograd``."""
+    """Compare loss and all parameter gradients of one step (copies of the models, in ``dtype``)
+    between the reference and ``impl`` (``ours``, ``ours_compiled`` or ``ours_autograd``)."""
     o, r = copy.deepcopy(ours).to(dtype).train(), copy.deepcopy(ref).to(dtype).train()
     b = batch.to(dtype)
     inp = ReferenceInputs(
         inputs.node_features.to(dtype), inputs.edge_index, inputs.edge_attr.to(dtype), inputs.batch, inputs.n_graphs
     )
-    loss_o, g_o = gradients(o, lambda: ours_loss(o, b, explicit))
+    explicit, mode = impl != "ours_autograd", (compile_mode if impl == "ours_compiled" else None)
+    loss_o, g_o = gradients(o, lambda: ours_loss(o, b, explicit, mode))
     loss_r, g_r = gradients(r, lambda: reference_loss(r, inp, b))
     if set(g_o) != set(g_r):
         raise RuntimeError(f"parameter names differ: {sorted(set(g_o) ^ set(g_r))}")
@@ -178,7 +187,7 @@ def check_equal(
     d_loss = abs(loss_o - loss_r)
     ok = d_loss <= tol * (1 + abs(loss_r)) and worst_rel <= tol
     return {
-        "implementation": "ours" if explicit else "ours_autograd",
+        "implementation": impl,
         "dtype": str(dtype).replace("torch.", ""),
         "loss_ours": loss_o,
         "loss_reference": loss_r,
@@ -199,24 +208,28 @@ def time_steps(
     steps: int,
     warmup: int,
     lr: float,
+    implementations: tuple[str, ...] = IMPLEMENTATIONS,
+    compile_mode: str = "default",
 ) -> dict[str, list[float]]:
     """Round-robin full training steps of the implementations on the same batches (the order rotates
-    every step); per-step wall times. ``ours_autograd`` trains its own copy of ``ours``."""
-    plain = copy.deepcopy(ours).train()
+    every step); per-step wall times. ``ours_compiled`` and ``ours_autograd`` train their own copies
+    of ``ours``."""
+    plain, fast = copy.deepcopy(ours).train(), copy.deepcopy(ours).train()
     ours.train()
     ref.train()
-    models = {"ours": ours, "ours_autograd": plain, "reference": ref}
+    models = {"ours": ours, "ours_compiled": fast, "ours_autograd": plain, "reference": ref}
     opts = {k: torch.optim.Adam(m.parameters(), lr=lr) for k, m in models.items()}
     losses = {
         "ours": lambda b: ours_loss(ours, b),
+        "ours_compiled": lambda b: ours_loss(fast, b, compile_mode=compile_mode),
         "ours_autograd": lambda b: ours_loss(plain, b, explicit=False),
         "reference": lambda b: reference_loss(ref, inputs, b),
     }
-    times: dict[str, list[float]] = {k: [] for k in IMPLEMENTATIONS}
+    times: dict[str, list[float]] = {k: [] for k in implementations}
     for i in range(warmup + steps):
         batch = batches[i % len(batches)]
-        k = i % len(IMPLEMENTATIONS)
-        for impl in IMPLEMENTATIONS[k:] + IMPLEMENTATIONS[:k]:
+        k = i % len(implementations)
+        for impl in implementations[k:] + implementations[:k]:
             t0 = time.perf_counter()
             loss = losses[impl](batch)
             opts[impl].zero_grad(set_to_none=True)
@@ -255,6 +268,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tol32", type=float, default=1e-4, help="float32 tolerance on loss and gradients (relative)")
     parser.add_argument("--tol64", type=float, default=1e-10, help="float64 tolerance on loss and gradients (relative)")
     parser.add_argument("--no-check", action="store_true", help="skip the gradient equality check")
+    parser.add_argument("--no-compiled", action="store_true", help="leave out ours_compiled (no C++ compiler)")
+    parser.add_argument(
+        "--compile-mode", default="default", choices=["default", "max-autotune-no-cudagraphs"], help="of ours_compiled"
+    )
     parser.add_argument("--json", type=Path, help="write the full report here")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -286,17 +303,23 @@ def main(argv: list[str] | None = None) -> int:
         args.steps,
         args.threads,
     )
+    impls = tuple(i for i in IMPLEMENTATIONS if not (args.no_compiled and i == "ours_compiled"))
     checks = []
     if not args.no_check:
-        for explicit in (True, False):
+        for impl in impls[:-1]:
             for dtype, tol in ((torch.float32, args.tol32), (torch.float64, args.tol64)):
-                checks.append(check_equal(ours, ref, inputs, batches[0], dtype, tol, explicit))
+                checks.append(check_equal(ours, ref, inputs, batches[0], dtype, tol, impl, args.compile_mode))
                 log.info("gradient check %s", checks[-1])
-    times = time_steps(ours, ref, inputs, batches, args.steps, args.warmup, args.lr)
+    times = time_steps(ours, ref, inputs, batches, args.steps, args.warmup, args.lr, impls, args.compile_mode)
+    from emgp_md.models.egnn import compiled
+
+    if "ours_compiled" in impls and args.compile_mode in compiled._failed:
+        log.error("ours_compiled fell back to the eager path (compiling failed): its times are not compiled ones")
+        return 1
     stats = {k: summarize_ms(v) for k, v in times.items()}
     paired = paired_ratios(times)
     rows = []
-    for impl in IMPLEMENTATIONS:
+    for impl in impls:
         s = stats[impl]
         rows.append(
             [
@@ -373,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
             },
             "ratio_reference_to_ours": stats["reference"]["median_ms"] / stats["ours"]["median_ms"],
             "ratio_reference_to_ours_autograd": stats["reference"]["median_ms"] / stats["ours_autograd"]["median_ms"],
+            "ratio_reference_to_ours_compiled": (
+                stats["reference"]["median_ms"] / stats["ours_compiled"]["median_ms"]
+                if "ours_compiled" in stats
+                else None
+            ),
             "ratio_ours_autograd_to_ours": stats["ours_autograd"]["median_ms"] / stats["ours"]["median_ms"],
             "paired_ratio_reference_to": paired,
             "equality": checks,

@@ -132,6 +132,13 @@ class FinetuneConfig:
     device : str
         Torch device of a single-process run: ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:<k>"``.
         Under ``torchrun`` the process group chooses the device instead.
+    compile_step : bool
+        Run the training steps of an EGNN with the atomwise head as one ``torch.compile`` graph
+        (:mod:`emgp_md.models.egnn.compiled`): about 1.2× faster a step on a CPU after a one-off
+        compile of 1–2 minutes per batch shape (needs a C++ compiler; falls back to the eager
+        path, same numbers, when compiling fails). Worth it for runs of more than a few minutes.
+    compile_mode : str
+        ``torch.compile`` mode of ``compile_step``: ``"default"`` or ``"max-autotune-no-cudagraphs"``.
     """
 
     data: str = ""
@@ -169,8 +176,11 @@ class FinetuneConfig:
     threads: int | None = None
     dtype: str = "float32"
     device: str = "cpu"
+    compile_step: bool = False
+    compile_mode: str = "default"
 
     CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "compile_mode": ("default", "max-autotune-no-cudagraphs"),
         "data_format": (None, "extxyz", "xyz", "db", "rmd17", "rmd17-archive", "npz"),
         "split": ("frames", "molecules"),
         "label_set": ("rmd17", "md17"),

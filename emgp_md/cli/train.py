@@ -48,6 +48,7 @@ _FINETUNE_OVERRIDES = (
     "cpu_budget_s",
     "pretrained",
     "seed",
+    "compile_step",
 )
 
 
@@ -252,6 +253,13 @@ def register(sub: Any) -> None:
     p.add_argument("--epochs", type=int, help="epochs (default 1500, the paper's)")
     p.add_argument("--cpu-budget-s", dest="cpu_budget_s", type=float, help="stop training after this CPU time")
     p.add_argument("--seed", type=int, help="seed of the split and the fresh heads")
+    p.add_argument(
+        "--compile",
+        dest="compile_step",
+        action="store_const",
+        const=True,
+        help="torch.compile the EGNN training step (~1.2x faster steps after a 1-2 min compile; needs a C++ compiler)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
     p.set_defaults(func=finetune_command)

@@ -25,6 +25,7 @@ from emgp_md.data.frames import Dataset, Frames, write_extxyz
 from emgp_md.data.splits import split_frames, split_molecules
 from emgp_md.models import build_model, hypergraph_options, needs_hypergraph, paper_init_
 from emgp_md.models.checkpoint import make_metadata, save_checkpoint
+from emgp_md.models.egnn.compiled import compiled_forces
 from emgp_md.models.energy_model import EnergyModel
 from emgp_md.models.forces import energy_and_forces
 from emgp_md.training.budget import CpuBudget
@@ -291,7 +292,8 @@ def finetune(
     )
 
     def run_epoch(epoch: int, first_step: int) -> EpochOutcome:
-        train_loss = train_epoch(model, train, cfg, opt, epoch, info, loop.budget)
+        with compiled_forces(cfg.compile_step, cfg.compile_mode):
+            train_loss = train_epoch(model, train, cfg, opt, epoch, info, loop.budget)
         model.eval()
         metrics = evaluate_dataset(model, val.topologies, val_set)
         metrics.pop("molecules")

@@ -34,6 +34,7 @@ from torch import nn
 
 from emgp_md.data.features import N_NODE_FEATURES, feature_table
 from emgp_md.data.topology import N_EDGE_TYPES
+from emgp_md.models.egnn.compiled import compiled_energy_and_forces, compiled_forces_apply
 from emgp_md.models.egnn.dense import dense_node_features
 from emgp_md.models.egnn.fused import fused_energy_and_forces
 from emgp_md.models.egnn.train import dense_energy_and_forces, explicit_forces_apply
@@ -219,7 +220,8 @@ class EGNN(nn.Module):
         backbone is this EGNN itself (not a ``torch.compile`` wrapper) and ``graph`` has the dense
         layout: for inference the fused first-order kernels (:mod:`~emgp_md.models.egnn.fused`),
         for training the explicit differentiable forces (:mod:`~emgp_md.models.egnn.train`, unless
-        switched off by :func:`~emgp_md.models.egnn.train.explicit_forces`). Same numbers as
+        switched off by :func:`~emgp_md.models.egnn.train.explicit_forces`; compiled as one graph
+        inside :func:`~emgp_md.models.egnn.compiled.compiled_forces`). Same numbers as
         autograd. Returns None where it does not apply (the caller then uses autograd).
         """
         if getattr(model, "backbone", None) is not self or graph.dense_edge_type is None:
@@ -228,5 +230,9 @@ class EGNN(nn.Module):
             if not explicit_forces_apply(model, graph):
                 return None
             with torch.enable_grad():
+                if compiled_forces_apply(model, graph):
+                    fast = compiled_energy_and_forces(model, graph)
+                    if fast is not None:
+                        return fast
                 return dense_energy_and_forces(model, graph)
         return fused_energy_and_forces(model, graph)
