@@ -9,7 +9,13 @@ import numpy as np
 
 from emgp_md.plots import pyplot
 
-__all__ = ["plot_backbone_bars", "plot_data_efficiency", "plot_hr_grid", "plot_md17_force_mae"]
+__all__ = [
+    "plot_backbone_bars",
+    "plot_data_efficiency",
+    "plot_hr_grid",
+    "plot_learn_vs_scratch",
+    "plot_md17_force_mae",
+]
 
 
 def plot_hr_grid(summaries: list[dict[str, Any]]) -> Any:
@@ -142,4 +148,38 @@ def plot_data_efficiency(
         ax.set_visible(False)
     fig.suptitle(title, fontsize=8, wrap=True)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig
+
+
+def plot_learn_vs_scratch(rows: list[dict[str, Any]], title: str) -> Any:
+    """Test force MAE (meV/Å, log) of each ``emgp-md learn`` run: the pretrained model beside the same
+    labels from scratch (same epochs, and 10× where given), with the zero-force baseline as a tick.
+
+    ``rows``: dicts with ``name``, ``pretrained``, ``scratch``, optional ``scratch_10x``, ``zero_force``
+    (all meV/Å; missing values are left out).
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(1.9 * len(rows) + 2.5, 3.8))
+    x = np.arange(len(rows))
+    bars = (("pretrained", "authors' checkpoint", "tab:blue"), ("scratch", "scratch, same epochs", "tab:orange"))
+    bars += (("scratch_10x", "scratch, 10× the epochs", "tab:red"),)
+    width = 0.8 / len(bars)
+    for k, (key, label, color) in enumerate(bars):
+        vals = [r.get(key) for r in rows]
+        xs = [xi + (k - 1) * width for xi, v in zip(x, vals) if v is not None]
+        ys = [v for v in vals if v is not None]
+        if ys:
+            ax.bar(xs, ys, width, color=color, label=label)
+    zf = [(xi, r["zero_force"]) for xi, r in zip(x, rows) if r.get("zero_force") is not None]
+    if zf:
+        ax.scatter([p[0] for p in zf], [p[1] for p in zf], marker="_", s=900, color="k", label="F = 0 baseline")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=10.0)  # bars on a log axis need a common floor
+    ax.set_xticks(x)
+    ax.set_xticklabels([r["name"] for r in rows], fontsize=8)
+    ax.set_ylabel("test force MAE (meV/Å)")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title, fontsize=8, wrap=True)
+    fig.tight_layout()
     return fig
