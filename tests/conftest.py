@@ -13,6 +13,7 @@ from ase import Atoms
 from ase.build import molecule
 
 from emgp_md.config import ModelConfig
+from emgp_md.data.graph import GraphBatch, repeat_topology
 from emgp_md.data.topology import Topology, topology_from_positions
 from emgp_md.models import build_model
 from emgp_md.models.checkpoint import make_metadata, save_checkpoint
@@ -85,6 +86,14 @@ def benzene() -> Atoms:
 def topo_of(atoms: Atoms) -> Topology:
     """Distance-based frozen topology of an ``Atoms``."""
     return topology_from_positions(atoms.numbers, atoms.positions)
+
+
+def jittered_frames(name: str = "CH3CH2OH", n_frames: int = 3, seed: int = 0) -> GraphBatch:
+    """``n_frames`` seeded perturbations (σ = 0.08 Å) of ASE's ``molecule(name)`` as one dense float64 batch."""
+    atoms = molecule(name)
+    rng = np.random.default_rng(seed)
+    coords = atoms.positions[None] + rng.normal(scale=0.08, size=(n_frames, *atoms.positions.shape))
+    return repeat_topology(topo_of(atoms), torch.as_tensor(coords, dtype=torch.float64))
 
 
 # --------------------------------------------------------------------------- models

@@ -9,14 +9,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
-from ase.build import molecule
-from conftest import topo_of
+from conftest import jittered_frames
 
 from emgp_md.config import FinetuneConfig, ModelConfig
-from emgp_md.data.graph import GraphBatch, repeat_topology
+from emgp_md.data.graph import GraphBatch
 from emgp_md.models import build_model
 from emgp_md.models.egnn import compiled
 from emgp_md.models.egnn.compiled import compiled_forces, compiled_forces_apply
@@ -41,13 +39,6 @@ def compile_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return calls
 
 
-def _frames(name: str = "CH3CH2OH", n_frames: int = 3, seed: int = 0) -> GraphBatch:
-    atoms = molecule(name)
-    rng = np.random.default_rng(seed)
-    coords = atoms.positions[None] + rng.normal(scale=0.08, size=(n_frames, *atoms.positions.shape))
-    return repeat_topology(topo_of(atoms), torch.as_tensor(coords, dtype=torch.float64))
-
-
 def _step(model: torch.nn.Module, graph: GraphBatch, *, compile_on: bool, explicit: bool = True) -> list[torch.Tensor]:
     """Energies, forces and the force-loss gradient of every parameter (zeros where none)."""
     model.zero_grad(set_to_none=True)
@@ -69,7 +60,7 @@ def test_one_graph_function_equals_explicit_and_autograd(attention: bool, compil
     torch.manual_seed(1)
     model = build_model(ModelConfig(hidden_nf=16, n_layers=3, attention=attention), energy_scale=1.7)
     model = model.double().train()
-    graph = _frames()
+    graph = jittered_frames()
     one_graph = _step(model, graph, compile_on=True)
     assert len(compile_calls) == 1 and compile_calls[0]["dynamic"] is False  # it went through the compiled path
     explicit = _step(model, graph, compile_on=False)
@@ -80,7 +71,7 @@ def test_one_graph_function_equals_explicit_and_autograd(attention: bool, compil
 
 
 def test_applies_only_inside_the_block_and_with_the_atomwise_head(compile_calls: list[dict[str, Any]]) -> None:
-    graph = _frames()
+    graph = jittered_frames()
     atomwise = build_model(ModelConfig(hidden_nf=8, n_layers=2)).double()
     pooled = build_model(ModelConfig(hidden_nf=8, n_layers=2, head="pooled")).double()
     assert not compiled_forces_apply(atomwise, graph)
@@ -109,7 +100,7 @@ def test_failed_compile_falls_back_to_the_same_numbers(
     monkeypatch.setattr(compiled, "_failed", set())
     torch.manual_seed(2)
     model = build_model(ModelConfig(hidden_nf=8, n_layers=2)).double().train()
-    graph = _frames()
+    graph = jittered_frames()
     with caplog.at_level(logging.WARNING, logger="emgp_md.models.egnn.compiled"):
         fallback = _step(model, graph, compile_on=True)
     assert "no C++ compiler found" in caplog.text and "eager explicit forces" in caplog.text
@@ -130,6 +121,6 @@ def test_inductor_compile_equals_explicit_float64() -> None:
     pytest.importorskip("torch._inductor")
     torch.manual_seed(3)
     model = build_model(ModelConfig(hidden_nf=8, n_layers=2), energy_scale=1.3).double().train()
-    graph = _frames("H2O", n_frames=2)
+    graph = jittered_frames("H2O", n_frames=2)
     _assert_all_close(_step(model, graph, compile_on=True), _step(model, graph, compile_on=False))
     assert "default" not in compiled._failed

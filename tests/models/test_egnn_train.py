@@ -4,11 +4,10 @@ gradcheck/gradgradcheck, batched = single, fallback, and identical training step
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from ase.build import molecule
-from conftest import make_small_model, topo_of
+from conftest import jittered_frames, make_small_model, topo_of
 
 from emgp_md.config import ModelConfig
 from emgp_md.data.graph import GraphBatch, collate, repeat_topology
@@ -34,13 +33,6 @@ def count_explicit(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def _frames(name: str = "CH3CH2OH", n_frames: int = 3, seed: int = 0) -> GraphBatch:
-    atoms = molecule(name)
-    rng = np.random.default_rng(seed)
-    coords = atoms.positions[None] + rng.normal(scale=0.08, size=(n_frames, *atoms.positions.shape))
-    return repeat_topology(topo_of(atoms), torch.as_tensor(coords, dtype=torch.float64))
-
-
 def _loss_and_grads(model: torch.nn.Module, graph: GraphBatch, explicit: bool) -> tuple[torch.Tensor, ...]:
     """Energies, forces, force-loss parameter gradients (zeros where none) of one training step."""
     model.zero_grad(set_to_none=True)
@@ -62,7 +54,7 @@ def test_equal_to_autograd_float64(attention: bool, head: str, count_explicit: l
     torch.manual_seed(1)
     cfg = ModelConfig(hidden_nf=16, n_layers=3, attention=attention, head=head)
     model = build_model(cfg, energy_scale=1.7).double().train()
-    graph = _frames()
+    graph = jittered_frames()
     ours = _loss_and_grads(model, graph, explicit=True)
     assert count_explicit[0] == 1
     plain = _loss_and_grads(model, graph, explicit=False)
@@ -75,7 +67,7 @@ def test_equal_to_autograd_float64(attention: bool, head: str, count_explicit: l
 
 def test_batched_equals_single() -> None:
     model = make_small_model(seed=2).double().train()
-    graph = _frames(n_frames=3)
+    graph = jittered_frames(n_frames=3)
     e_b, f_b = energy_and_forces(model, graph, training=True)
     n = graph.pos.shape[0] // 3
     for k in range(3):
@@ -99,7 +91,7 @@ class _Forces(torch.nn.Module):
 def test_gradcheck_and_gradgradcheck_tiny_model() -> None:
     """Forces as a function of positions and one weight matrix: first and second derivatives."""
     model = make_small_model(seed=3, hidden_nf=4, n_layers=2).double().train()
-    graph = _frames("H2O", n_frames=2)
+    graph = jittered_frames("H2O", n_frames=2)
     name = "backbone.gcl_0.edge_mlp.2.weight"
     weight = dict(model.named_parameters())[name].detach().clone().requires_grad_(True)
 
@@ -135,7 +127,7 @@ def test_fallback_to_autograd(count_explicit: list[int]) -> None:
     assert mixed.dense_edge_type is None and not explicit_forces_apply(model, mixed)
     _, f = energy_and_forces(model, mixed, training=True)
     assert f.requires_grad and count_explicit[0] == 0
-    dense = _frames()
+    dense = jittered_frames()
     assert explicit_forces_apply(model, dense)
     with explicit_forces(False):
         assert not explicit_forces_apply(model, dense)
@@ -160,7 +152,7 @@ def test_training_steps_identical() -> None:
         model.load_state_dict(base.state_dict())
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         for step in range(5):
-            graph = _frames(n_frames=4, seed=step)
+            graph = jittered_frames(n_frames=4, seed=step)
             opt.zero_grad(set_to_none=True)
             with explicit_forces(explicit):
                 e, f = energy_and_forces(model, graph, training=True)
