@@ -44,16 +44,13 @@ def summary_rows(folder: Path) -> list[dict[str, Any]]:
         same = _load(folder / f"{name}_scratch_comparison.json")
         long = _load(folder / f"{name}_scratch_comparison_600ep.json")
         smiles = (same or {}).get("input", "")
-        rounds = learn.get("rounds", [])
         rows.append(
             {
                 "name": name,
                 "smiles": smiles,
                 "n_atoms": _n_atoms(smiles) if smiles else None,
-                "level": learn["level_of_theory"],
                 "status": learn["status"],
                 "labels": learn["n_labels"],
-                "rounds": len(rounds),
                 "stable_ps": learn.get("stability", {}).get("stable_time_ps"),
                 "pretrained": learn["test"]["force_mae_meV_A"],
                 "pretrained_energy": learn["test"]["energy_mae_meV"],

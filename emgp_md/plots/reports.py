@@ -161,12 +161,16 @@ def plot_learn_vs_scratch(rows: list[dict[str, Any]], title: str) -> Any:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.9 * len(rows) + 2.5, 3.8))
     x = np.arange(len(rows))
-    bars = (("pretrained", "authors' checkpoint", "tab:blue"), ("scratch", "scratch, same epochs", "tab:orange"))
-    bars += (("scratch_10x", "scratch, 10× the epochs", "tab:red"),)
+    bars = (
+        ("pretrained", "authors' checkpoint", "tab:blue"),
+        ("scratch", "scratch, same epochs", "tab:orange"),
+        ("scratch_10x", "scratch, 10× the epochs", "tab:red"),
+    )
     width = 0.8 / len(bars)
     for k, (key, label, color) in enumerate(bars):
         vals = [r.get(key) for r in rows]
-        xs = [xi + (k - 1) * width for xi, v in zip(x, vals) if v is not None]
+        offset = (k - (len(bars) - 1) / 2) * width  # bars centred on the tick
+        xs = [xi + offset for xi, v in zip(x, vals) if v is not None]
         ys = [v for v in vals if v is not None]
         if ys:
             ax.bar(xs, ys, width, color=color, label=label)

@@ -132,6 +132,11 @@ def energy_forces_dense(
     return energy, -grad_pos
 
 
+def compile_failed(mode: str = "default") -> bool:
+    """Whether compiling the training step in ``mode`` failed in this process (steps then run eager)."""
+    return mode in _failed
+
+
 def compiled_forces_apply(model: nn.Module, graph: GraphBatch) -> bool:
     """Whether a training step of ``model`` on ``graph`` goes through the compiled path: inside
     :func:`compiled_forces`, where the explicit forces apply

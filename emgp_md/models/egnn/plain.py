@@ -227,12 +227,10 @@ class EGNN(nn.Module):
         if getattr(model, "backbone", None) is not self or graph.dense_edge_type is None:
             return None
         if training:
-            if not explicit_forces_apply(model, graph):
+            compiled = compiled_forces_apply(model, graph)  # implies explicit_forces_apply: one check a step
+            if not compiled and not explicit_forces_apply(model, graph):
                 return None
             with torch.enable_grad():
-                if compiled_forces_apply(model, graph):
-                    fast = compiled_energy_and_forces(model, graph)
-                    if fast is not None:
-                        return fast
-                return dense_energy_and_forces(model, graph)
+                fast = compiled_energy_and_forces(model, graph) if compiled else None  # None: compiling failed
+                return fast if fast is not None else dense_energy_and_forces(model, graph)
         return fused_energy_and_forces(model, graph)
