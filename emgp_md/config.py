@@ -111,7 +111,8 @@ class FinetuneConfig:
         to continue on more labels (``emgp-md learn``'s later rounds); its architecture is used.
         Excludes ``pretrained``.
     init : str
-        Initialisation from scratch: ``"default"`` (PyTorch) or ``"paper"`` (Kaiming-uniform on every weight).
+        From scratch: ``"default"`` (PyTorch), ``"paper"`` (Kaiming-uniform on every weight) or
+        ``"unit_distance"`` (EGNN off the zero-force plateau: :func:`~emgp_md.models.unit_distance_init_`).
     normalisation : str
         Scale of the normalised energies: ``"energy_std"`` (paper: std of the training energies) or
         ``"force_rms"`` (RMS of the training force components × 1 Å, which makes the force targets O(1)).
@@ -184,7 +185,7 @@ class FinetuneConfig:
         "data_format": (None, "extxyz", "xyz", "db", "rmd17", "rmd17-archive", "npz"),
         "split": ("frames", "molecules"),
         "label_set": ("rmd17", "md17"),
-        "init": ("default", "paper"),
+        "init": ("default", "paper", "unit_distance"),
         "scheduler": ("plateau", "cosine"),
         "normalisation": ("energy_std", "force_rms"),
         "loss": ("l1", "mse", "mse_then_l1"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
 from torch import nn
 
 from emgp_md.config import ModelConfig
@@ -115,6 +116,40 @@ def paper_init_(model: nn.Module) -> None:
             nn.init.kaiming_uniform_(p.unsqueeze(0), a=0)
 
 
+def unit_distance_init_(model: EnergyModel) -> None:
+    """A from-scratch EGNN init that starts off the zero-force plateau (docs/results.md §7).
+
+    PyTorch's default draws the squared-distance column of each layer's first edge-MLP weight as
+    one of ``2·hidden_nf + 5`` inputs (std 0.036 per Å² at width 128), so geometry barely reaches
+    the energy and a scratch 7 × 128 EGNN fine-tuned on energies and forces sits at F ≈ 0. Here:
+
+    - that column is drawn as an input of its own (fan-in 1): uniform with unit variance,
+      ``U(−√3, √3)`` per Å²;
+    - the energy readout (the last layer of the atomwise head) starts at zero, so the first steps
+      are not spent flattening a random energy surface (with an energy loss that collapse takes
+      the geometry signal with it).
+
+    Every other weight keeps PyTorch's default. Changes ``model`` in place.
+
+    Raises
+    ------
+    ValueError
+        For a backbone other than the EGNN or a head other than the atomwise one.
+    """
+    if not isinstance(model.backbone, EGNN) or not isinstance(model.head, AtomwiseEnergyHead):
+        raise ValueError(
+            f"init 'unit_distance' is defined for the EGNN with the atomwise head, not "
+            f"{type(model.backbone).__name__} with {type(model.head).__name__}; use init 'default'"
+        )
+    bound = 3.0**0.5
+    with torch.no_grad():
+        for layer in model.backbone.layers():
+            layer.edge_mlp[0].weight[:, 2 * layer.hidden_nf].uniform_(-bound, bound)
+        readout = model.head.mlp[2]
+        readout.weight.zero_()
+        readout.bias.zero_()
+
+
 __all__ = [
     "BACKBONES",
     "EGNN",
@@ -129,4 +164,5 @@ __all__ = [
     "hypergraph_options",
     "needs_hypergraph",
     "paper_init_",
+    "unit_distance_init_",
 ]

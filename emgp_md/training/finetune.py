@@ -23,7 +23,7 @@ from emgp_md.atomic import atomic_write_json
 from emgp_md.config import FinetuneConfig, ModelConfig, from_dict, to_dict
 from emgp_md.data.frames import Dataset, Frames, write_extxyz
 from emgp_md.data.splits import split_frames, split_molecules
-from emgp_md.models import build_model, hypergraph_options, needs_hypergraph, paper_init_
+from emgp_md.models import build_model, hypergraph_options, needs_hypergraph, paper_init_, unit_distance_init_
 from emgp_md.models.checkpoint import make_metadata, save_checkpoint
 from emgp_md.models.egnn.compiled import compiled_forces
 from emgp_md.models.energy_model import EnergyModel
@@ -64,8 +64,10 @@ def build_finetune_model(
         model = build_model(cfg.model, energy_scale=scale, energy_shift=shift, atom_ref=atom_ref)
         if cfg.init == "paper":
             paper_init_(model)
+        elif cfg.init == "unit_distance":
+            unit_distance_init_(model)
         elif cfg.init != "default":
-            raise ValueError(f"unknown init {cfg.init!r}; use 'default' or 'paper'")
+            raise ValueError(f"unknown init {cfg.init!r}; use 'default', 'paper' or 'unit_distance'")
     return model, cfg
 
 
