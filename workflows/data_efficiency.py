@@ -9,6 +9,10 @@ Examples (from the repository root)::
 
     PYTHONPATH=$PWD python workflows/data_efficiency.py workflows/configs/gpu_session.yaml
     PYTHONPATH=$PWD python workflows/data_efficiency.py --report-only --root runs/gpu_session --report-dir docs
+    # the scratch side again on CPU with the unit_distance init, against the H200 session's pretrained cells:
+    PYTHONPATH=$PWD python workflows/data_efficiency.py workflows/configs/data_efficiency_scratch_cpu.yaml
+    PYTHONPATH=$PWD python workflows/data_efficiency.py --report-only --root runs/de_scratch_cpu \
+        --baseline docs/results_data_efficiency.json --report-dir docs
 """
 
 from __future__ import annotations
@@ -42,12 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = report_parser(
         __doc__, "packed frames (workflows/pack_gpu_data.py): the zero-force baseline that marks plateau runs"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="an earlier report's results_data_efficiency.json: report this run's scratch cells against its "
+        "pretrained ones (results_data_efficiency_fair_scratch.md)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = session_root(parser, args, {"paper_regime": {"molecules": []}, "paper_recipe": {"molecules": []}})
+    from emgp_md.reproduce.fair_scratch_report import write_fair_scratch_report
     from emgp_md.reproduce.session_report import write_data_efficiency_report
 
-    for path in write_data_efficiency_report(root, args.report_dir, zero_force_baseline(args.data_dir)):
+    zero_force = zero_force_baseline(args.data_dir)
+    if args.baseline:
+        paths = write_fair_scratch_report(root, args.baseline, args.report_dir, zero_force)
+    else:
+        paths = write_data_efficiency_report(root, args.report_dir, zero_force)
+    for path in paths:
         log.info("wrote %s", path)
     return 0
 

@@ -86,7 +86,7 @@ def aggregate_grid(records: list[dict[str, Any]]) -> dict[tuple[str, int, str], 
     return stats
 
 
-def _budget_text(records: list[dict[str, Any]], session: dict[str, Any]) -> str:
+def budget_text(records: list[dict[str, Any]], session: dict[str, Any]) -> str:
     steps: dict[int, set[int]] = {}
     for r in records:
         if r["max_steps"]:
@@ -107,7 +107,7 @@ def _budget_text(records: list[dict[str, Any]], session: dict[str, Any]) -> str:
     )
 
 
-def _session_facts(root: Path) -> dict[str, Any]:
+def session_facts(root: Path) -> dict[str, Any]:
     gos = sorted(root.glob("go_*.json"))
     if not gos:
         return {}
@@ -196,8 +196,8 @@ def write_data_efficiency_report(
     if not records:
         raise FileNotFoundError(f"no grid runs with metrics under {root / 'grid'}")
     stats = aggregate_grid(records)
-    session = _session_facts(root)
-    budget = _budget_text(records, session)
+    session = session_facts(root)
+    budget = budget_text(records, session)
     title = (
         "EGNN 7×128 from the authors' 3D-EMGP checkpoint vs from scratch, same recipe and steps per N; "
         f"mean over seeds, bars min–max. {budget}"
@@ -227,7 +227,7 @@ def write_data_efficiency_report(
         "",
         data_efficiency_table(stats, zero_force),
         "",
-        *_plateau_note(stats, zero_force),
+        *plateau_note(stats, zero_force),
         f"![data efficiency](figures/{fig_path.name})",
         "",
         f"Runs cut by the session deadline (not in the means): {len(cut)}" + (":" if cut else "."),
@@ -250,7 +250,7 @@ def write_data_efficiency_report(
     return [md_path, json_path, fig_path]
 
 
-def _plateau_note(stats: dict[tuple[str, int, str], dict[str, Any]], zero_force: dict[str, float]) -> list[str]:
+def plateau_note(stats: dict[tuple[str, int, str], dict[str, Any]], zero_force: dict[str, float]) -> list[str]:
     """A paragraph saying which cells sat on the zero-force plateau (their gains are not fair)."""
     if not zero_force:
         return ["(Zero-force baseline not given: plateau runs are not marked.)", ""]

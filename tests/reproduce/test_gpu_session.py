@@ -272,6 +272,32 @@ def test_reports_from_fake_run_folders(tmp_path):
     )
 
 
+def test_fair_scratch_report_puts_new_scratch_runs_beside_the_baseline_pretrained_cells(tmp_path):
+    from emgp_md.reproduce.fair_scratch_report import baseline_pretrained, write_fair_scratch_report
+
+    _fake_session(tmp_path / "gpu")
+    baseline = write_data_efficiency_report(tmp_path / "gpu", tmp_path / "old")[1]
+    root = tmp_path / "cpu"
+    for n in (25, 100):  # new scratch runs of ethanol only, 1.5x the pretrained MAE; one cut
+        for seed in (0, 1):
+            run = root / "grid" / "ethanol" / f"N{n}" / "scratch" / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "metrics.json").write_text(
+                json.dumps(_fake_metrics(1.5 / n * (1 + 0.1 * seed), n != 100 or seed != 1))
+            )
+    md, js, fig = write_fair_scratch_report(root, baseline, tmp_path / "docs", {"ethanol": 1.0})
+    text = md.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ethanol")]
+    assert len(rows) == 2 and "aspirin" not in text.split("Scratch budget")[1].split("Scratch runs cut")[0]
+    assert "| ethanol | 25 | 0.044 ± 0.004 | 0.063 ± 0.004 | 1.43× |" in rows[0]  # pretrained mean of 3 seeds
+    assert (
+        "2/1 (2 cut)" in rows[1]
+    )  # one cut in each session and "Scratch runs cut by the deadline (not in the means): 1:" in text
+    assert fig.exists() and json.loads(js.read_text())["stats"][0]["init"] == "pretrained"
+    with pytest.raises(ValueError, match="no pretrained runs of"):
+        baseline_pretrained(baseline, {"uracil"})
+
+
 def test_pack_results_limits(tmp_path):
     import importlib.util
 
