@@ -111,8 +111,7 @@ class FinetuneConfig:
         to continue on more labels (``emgp-md learn``'s later rounds); its architecture is used.
         Excludes ``pretrained``.
     init : str
-        From scratch: ``"default"`` (PyTorch), ``"paper"`` (Kaiming-uniform on every weight) or
-        ``"unit_distance"`` (EGNN off the zero-force plateau: :func:`~emgp_md.models.unit_distance_init_`).
+        From scratch: ``"default"``, ``"paper"`` or ``"unit_distance"`` (:func:`~emgp_md.models.unit_distance_init_`).
     normalisation : str
         Scale of the normalised energies: ``"energy_std"`` (paper: std of the training energies) or
         ``"force_rms"`` (RMS of the training force components × 1 Å, which makes the force targets O(1)).
