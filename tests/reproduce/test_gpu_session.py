@@ -298,6 +298,31 @@ def test_fair_scratch_report_puts_new_scratch_runs_beside_the_baseline_pretraine
         baseline_pretrained(baseline, {"uracil"})
 
 
+def test_labels_saved_names_the_fewest_pretrained_frames_that_match_scratch_at_its_best():
+    from emgp_md.reproduce.fair_scratch_report import labels_saved
+
+    def cell(f):
+        return {"n": 3, "force_mean": f}
+
+    stats = {
+        ("ethanol", 25, "pretrained"): cell(3.0),
+        ("ethanol", 100, "pretrained"): cell(1.5),
+        ("ethanol", 950, "pretrained"): cell(0.8),
+        ("ethanol", 100, "scratch"): cell(2.0),  # scratch's best mean, at N = 100, not at the largest N
+        ("ethanol", 950, "scratch"): cell(6.0),
+        ("uracil", 25, "pretrained"): cell(5.0),
+        ("uracil", 950, "scratch"): cell(4.0),
+    }
+    lines = labels_saved(stats)
+    assert (
+        lines[0].startswith("- ethanol: pretrained with **100** frames (1.50)") and "with 100 frames (2.00" in lines[0]
+    )
+    assert "1× fewer labels at these step budgets." in lines[0] and "≥" not in lines[0]
+    stats[("ethanol", 25, "pretrained")] = cell(1.9)
+    assert "≥ 4× fewer labels at these step budgets (the smallest N run)." in labels_saved(stats)[0]
+    assert lines[1] == "- uracil: no pretrained cell reaches scratch's best mean (4.00 at N=950)."
+
+
 def test_pack_results_limits(tmp_path):
     import importlib.util
 
