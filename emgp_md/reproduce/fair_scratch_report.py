@@ -49,7 +49,8 @@ def baseline_pretrained(baseline_json: str | Path, molecules: set[str]) -> tuple
 
 def labels_saved(stats: Stats) -> list[str]:
     """Per molecule, the fewest pretrained frames whose mean force MAE is at least as good as the best
-    scratch mean at any N, as Markdown bullet lines ("pretrained with 25 frames ≤ scratch with 950")."""
+    scratch mean at any N, as Markdown bullet lines ("pretrained with 25 frames ≤ scratch with 950"),
+    each naming how many scratch seeds that best mean has."""
     lines = []
     for mol in sorted({m for m, _, _ in stats}):
         scr = {n: v["force_mean"] for (m, n, i), v in stats.items() if m == mol and i == "scratch" and v.get("n")}
@@ -58,15 +59,19 @@ def labels_saved(stats: Stats) -> list[str]:
             continue
         n_best = min(scr, key=scr.get)
         good = sorted(n for n, f in pre.items() if f <= scr[n_best])
+        k = stats[(mol, n_best, "scratch")]["n"]
+        seeds = f"{k} scratch seed{'s' if k != 1 else ''}"
         if good:
             lines.append(
                 f"- {mol}: pretrained with **{good[0]}** frames ({pre[good[0]]:.2f}) is at least as good as "
-                f"scratch's best mean, with {n_best} frames ({scr[n_best]:.2f} kcal/mol/Å): "
+                f"scratch's best mean, with {n_best} frames ({scr[n_best]:.2f} kcal/mol/Å, {seeds}): "
                 f"{'≥ ' if good[0] == min(pre) else ''}{n_best / good[0]:.3g}× fewer labels at these step budgets"
                 + (" (the smallest N run)." if good[0] == min(pre) else ".")
             )
         else:
-            lines.append(f"- {mol}: no pretrained cell reaches scratch's best mean ({scr[n_best]:.2f} at N={n_best}).")
+            lines.append(
+                f"- {mol}: no pretrained cell reaches scratch's best mean ({scr[n_best]:.2f} at N={n_best}, {seeds})."
+            )
     return lines
 
 
@@ -100,7 +105,10 @@ def write_fair_scratch_report(
         f"same recipe and steps per N; mean over seeds, bars min–max. Scratch: {budget}"
     )
     save_figure(plot_data_efficiency(stats, title, zero_force), fig_path)
-    seeds = sorted({r["seed"] for r in records if r["finished"]})
+    seeds = "; ".join(
+        f"{mol} {sorted({r['seed'] for r in records if r['finished'] and r['molecule'] == mol})}"
+        for mol in sorted({m for m, _ in cells})
+    )
     md = [
         "# Data efficiency against a fair scratch baseline (issue #16 item 1)",
         "",

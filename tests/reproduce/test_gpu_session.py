@@ -315,12 +315,13 @@ def test_labels_saved_names_the_fewest_pretrained_frames_that_match_scratch_at_i
     }
     lines = labels_saved(stats)
     assert (
-        lines[0].startswith("- ethanol: pretrained with **100** frames (1.50)") and "with 100 frames (2.00" in lines[0]
+        lines[0].startswith("- ethanol: pretrained with **100** frames (1.50)")
+        and "with 100 frames (2.00 kcal/mol/Å, 3 scratch seeds)" in lines[0]
     )
     assert "1× fewer labels at these step budgets." in lines[0] and "≥" not in lines[0]
     stats[("ethanol", 25, "pretrained")] = cell(1.9)
     assert "≥ 4× fewer labels at these step budgets (the smallest N run)." in labels_saved(stats)[0]
-    assert lines[1] == "- uracil: no pretrained cell reaches scratch's best mean (4.00 at N=950)."
+    assert lines[1] == "- uracil: no pretrained cell reaches scratch's best mean (4.00 at N=950, 3 scratch seeds)."
 
 
 def test_pack_results_limits(tmp_path):
