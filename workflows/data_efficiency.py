@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         help="an earlier report's results_data_efficiency.json: report this run's scratch cells against its "
         "pretrained ones (results_data_efficiency_fair_scratch.md)",
     )
+    parser.add_argument(
+        "--report-name",
+        default="results_data_efficiency_fair_scratch",
+        help="with --baseline: the report's file name, without extension (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = session_root(parser, args, {"paper_regime": {"molecules": []}, "paper_recipe": {"molecules": []}})
@@ -60,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     zero_force = zero_force_baseline(args.data_dir)
     if args.baseline:
-        paths = write_fair_scratch_report(root, args.baseline, args.report_dir, zero_force)
+        paths = write_fair_scratch_report(root, args.baseline, args.report_dir, zero_force, name=args.report_name)
     else:
         paths = write_data_efficiency_report(root, args.report_dir, zero_force)
     for path in paths:

@@ -298,6 +298,23 @@ def test_fair_scratch_report_puts_new_scratch_runs_beside_the_baseline_pretraine
         baseline_pretrained(baseline, {"uracil"})
 
 
+def test_scratch_recipe_is_read_from_the_run_folders_and_names_molecules_when_they_differ(tmp_path):
+    from emgp_md.config import FinetuneConfig, to_dict
+    from emgp_md.reproduce.fair_scratch_report import scratch_recipe
+
+    records = []
+    for mol, ew in (("ethanol", 0.2), ("aspirin", 0.01), ("uracil", 0.01)):
+        run = tmp_path / mol
+        run.mkdir()
+        cfg = FinetuneConfig(init="unit_distance", energy_weight=ew, force_weight=1 - ew)
+        (run / "config.json").write_text(json.dumps({"config": to_dict(cfg)}))
+        records.append({"molecule": mol, "run": str(run)})
+    text = scratch_recipe(records)
+    assert "aspirin, uracil: init `unit_distance`" in text and "0.01 E + 0.99 F" in text
+    assert "ethanol: init `unit_distance`" in text and "0.2 E + 0.8 F" in text
+    assert "0.2 E" not in scratch_recipe(records[1:]) and not scratch_recipe(records[1:]).startswith("aspirin")
+
+
 def test_labels_saved_names_the_fewest_pretrained_frames_that_match_scratch_at_its_best():
     from emgp_md.reproduce.fair_scratch_report import labels_saved
 
