@@ -441,7 +441,7 @@ def bench_step_time(
     t0 = time.perf_counter()
     for _ in range(steps):
         loss = one_step()
-    loss_value = float(loss)
+    loss_value = float(loss.detach())
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     step_s = (time.perf_counter() - t0) / steps
