@@ -153,9 +153,9 @@ def write_fair_scratch_report(
         data_efficiency_table(stats, zero_force),
         "",
         *plateau_note(stats, zero_force or {}),
-        "Labels pretraining saves (force MAE, means over the finished seeds):",
+        "Labels pretraining saves (force MAE, means over the finished seeds; every pretrained N of the baseline):",
         "",
-        *labels_saved(stats),
+        *labels_saved({**pretrained, **scratch}),  # every pretrained N, also those without a scratch cell
         "",
         f"![data efficiency, fair scratch](figures/{fig_path.name})",
         "",

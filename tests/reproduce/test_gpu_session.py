@@ -296,6 +296,12 @@ def test_fair_scratch_report_puts_new_scratch_runs_beside_the_baseline_pretraine
     assert fig.exists() and json.loads(js.read_text())["stats"][0]["init"] == "pretrained"
     with pytest.raises(ValueError, match="no pretrained runs of"):
         baseline_pretrained(baseline, {"uracil"})
+    only = tmp_path / "cpu_n100"  # a scratch cell at N = 100 only: labels saved still count pretrained N = 25
+    run = only / "grid" / "ethanol" / "N100" / "scratch" / "seed0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps(_fake_metrics(0.05)))
+    text = write_fair_scratch_report(only, baseline, tmp_path / "docs2", {"ethanol": 1.0})[0].read_text()
+    assert "- ethanol: pretrained with **25** frames (0.04)" in text and "≥ 4× fewer labels" in text
 
 
 def test_scratch_recipe_is_read_from_the_run_folders_and_names_molecules_when_they_differ(tmp_path):
