@@ -13,6 +13,9 @@ Examples (from the repository root)::
     PYTHONPATH=$PWD python workflows/data_efficiency.py workflows/configs/data_efficiency_scratch_cpu.yaml
     PYTHONPATH=$PWD python workflows/data_efficiency.py --report-only --root runs/de_scratch_cpu \
         --baseline docs/results_data_efficiency.json --report-dir docs
+    # both inits with the force-weighted loss on CPU (uracil, aspirin), one folder, one report:
+    PYTHONPATH=$PWD python workflows/data_efficiency.py --report-only --root runs/de_scratch_cpu_ew001 \
+        --report-dir docs --report-name results_data_efficiency_cpu_ew001
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--report-name",
-        default="results_data_efficiency_fair_scratch",
-        help="with --baseline: the report's file name, without extension (default %(default)s)",
+        help="the report's file name, without extension (default results_data_efficiency, with --baseline "
+        "results_data_efficiency_fair_scratch)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -65,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
 
     zero_force = zero_force_baseline(args.data_dir)
     if args.baseline:
-        paths = write_fair_scratch_report(root, args.baseline, args.report_dir, zero_force, name=args.report_name)
+        name = args.report_name or "results_data_efficiency_fair_scratch"
+        paths = write_fair_scratch_report(root, args.baseline, args.report_dir, zero_force, name=name)
     else:
-        paths = write_data_efficiency_report(root, args.report_dir, zero_force)
+        name = args.report_name or "results_data_efficiency"
+        paths = write_data_efficiency_report(root, args.report_dir, zero_force, name=name)
     for path in paths:
         log.info("wrote %s", path)
     return 0

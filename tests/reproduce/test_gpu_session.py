@@ -306,7 +306,7 @@ def test_fair_scratch_report_puts_new_scratch_runs_beside_the_baseline_pretraine
 
 def test_scratch_recipe_is_read_from_the_run_folders_and_names_molecules_when_they_differ(tmp_path):
     from emgp_md.config import FinetuneConfig, to_dict
-    from emgp_md.reproduce.fair_scratch_report import scratch_recipe
+    from emgp_md.reproduce.grid_summary import recipe_text
 
     records = []
     for mol, ew in (("ethanol", 0.2), ("aspirin", 0.01), ("uracil", 0.01)):
@@ -315,14 +315,14 @@ def test_scratch_recipe_is_read_from_the_run_folders_and_names_molecules_when_th
         cfg = FinetuneConfig(init="unit_distance", energy_weight=ew, force_weight=1 - ew)
         (run / "config.json").write_text(json.dumps({"config": to_dict(cfg)}))
         records.append({"molecule": mol, "run": str(run)})
-    text = scratch_recipe(records)
+    text = recipe_text(records)
     assert "aspirin, uracil: init `unit_distance`" in text and "0.01 E + 0.99 F" in text
     assert "ethanol: init `unit_distance`" in text and "0.2 E + 0.8 F" in text
-    assert "0.2 E" not in scratch_recipe(records[1:]) and not scratch_recipe(records[1:]).startswith("aspirin")
+    assert "0.2 E" not in recipe_text(records[1:]) and not recipe_text(records[1:]).startswith("aspirin")
 
 
 def test_labels_saved_names_the_fewest_pretrained_frames_that_match_scratch_at_its_best():
-    from emgp_md.reproduce.fair_scratch_report import labels_saved
+    from emgp_md.reproduce.grid_summary import labels_saved
 
     def cell(f):
         return {"n": 3, "force_mean": f}
@@ -397,3 +397,38 @@ def test_plateau_runs_are_marked_and_their_gains_bracketed():
     table = data_efficiency_table(stats, {"ethanol": 20.2})
     assert "20.100 ± 0.000 (plateau)" in table and "(10.05×)" in table
     assert "(plateau)" not in data_efficiency_table(stats)
+
+
+def test_plain_report_reads_each_inits_recipe_and_names_the_labels_saved(tmp_path):
+    from emgp_md.config import FinetuneConfig, to_dict
+
+    def write_configs(root: Path, scratch_ew: float) -> None:
+        for run in (root / "grid").glob("*/*/*/seed*"):
+            pretrained = run.parent.name == "pretrained"
+            ew = 0.01 if pretrained else scratch_ew
+            cfg = FinetuneConfig(
+                init="default" if pretrained else "unit_distance",
+                pretrained="ckpt" if pretrained else None,
+                energy_weight=ew,
+                force_weight=1 - ew,
+            )
+            (run / "config.json").write_text(json.dumps({"config": to_dict(cfg)}))
+
+    root = tmp_path / "same"
+    _fake_session(root)
+    write_configs(root, 0.01)
+    md, js, fig = write_data_efficiency_report(root, tmp_path / "docs", {"ethanol": 5.0}, name="de_cpu")
+    text = md.read_text()
+    assert md.name == "de_cpu.md" and js.name == "de_cpu.json" and fig.name == "de_cpu.png" and fig.exists()
+    assert "One recipe for both inits" in text and "0.2 E" not in text
+    assert (
+        "pretrained: init the authors' checkpoint, Adam lr 0.0005" in text and "scratch: init `unit_distance`" in text
+    )
+    # scratch is 2x pretrained at each N: only pretrained N = 100 (0.011) matches scratch at its best (0.021)
+    assert "- ethanol: pretrained with **100** frames" in text and "1× fewer labels" in text
+    other = tmp_path / "other"
+    _fake_session(other)
+    write_configs(other, 0.2)
+    text = write_data_efficiency_report(other, tmp_path / "docs2")[0].read_text()
+    assert "Recipes (from each run's `config.json`)" in text and "0.2 E + 0.8 F" in text
+    assert (tmp_path / "docs2" / "figures" / "data_efficiency.png").exists()
