@@ -45,10 +45,10 @@ def recipe_text(records: list[dict[str, Any]], with_init: bool = True) -> str:
     return "; ".join(f"{', '.join(sorted(mols))}: {text}" for text, mols in texts.items())
 
 
-def init_recipes(records: list[dict[str, Any]]) -> dict[str, str]:
+def init_recipes(records: list[dict[str, Any]], with_init: bool = True) -> dict[str, str]:
     """Init → its runs' recipe text ("not recorded" when no run of it has a ``config.json``), pretrained first."""
     inits = sorted({r["init"] for r in records}, key=lambda i: (i != "pretrained", i))
-    return {i: recipe_text([r for r in records if r["init"] == i]) or "not recorded" for i in inits}
+    return {i: recipe_text([r for r in records if r["init"] == i], with_init) or "not recorded" for i in inits}
 
 
 def labels_saved(stats: Stats) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from emgp_md.reproduce.grid_summary import init_recipes, labels_saved, recipe_text
+from emgp_md.reproduce.grid_summary import init_recipes, labels_saved
 from emgp_md.reproduce.md17_report import MACE_F_MEV, PAPER_BASE_F, PAPER_EMGP_F
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ def write_data_efficiency_report(
     session = session_facts(root)
     budget = budget_text(records, session)
     recipes = init_recipes(records)
-    same = len({recipe_text([r for r in records if r["init"] == i], with_init=False) for i in recipes}) == 1
+    same = len(set(init_recipes(records, with_init=False).values())) == 1
     title = (
         f"EGNN 7×128 from the authors' 3D-EMGP checkpoint vs from scratch, {'same' if same else 'own'} recipe, "
         f"same steps per N; mean over seeds, bars min–max. {budget}"
