@@ -79,7 +79,7 @@ def _within(module: str, top: str) -> bool:
 
 #: Floors of the library, bottom first: a module imports only from its own floor or below.
 LIBRARY_FLOORS: tuple[tuple[str, ...], ...] = (
-    ("emgp_md", "units", "errors", "atomic", "config", "concurrency", "outputs"),
+    ("emgp_md", "units", "errors", "atomic", "typed_config", "config", "concurrency", "outputs"),
     ("data",),
     ("models", "pretrained"),
     ("training", "pretrain"),

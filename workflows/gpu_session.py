@@ -1,6 +1,6 @@
 """One accelerator session: paper-regime fine-tunes, the paper's recipe and the data-efficiency grid.
 
-Runs every job of a session config (see :mod:`emgp_md.reproduce.gpu_session`) as parallel worker
+Runs every job of a session config (:mod:`emgp_md.reproduce.session_config`) as parallel worker
 processes on one device, against a global wall deadline, then packs the run folders into
 ``--out-dir`` (at most 8 files of < 15 MiB) and prints a compact summary. Stages:
 
@@ -32,7 +32,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 import traceback
 from pathlib import Path
@@ -40,7 +39,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("gpu_session")
-MAX_ARCHIVE = 15 * 2**20
 
 
 # --------------------------------------------------------------------------- worker side
@@ -62,7 +60,7 @@ def session_root(parser: argparse.ArgumentParser, args: argparse.Namespace, over
     if not args.report_only:
         if not args.config:
             parser.error("a session config is needed unless --report-only")
-        from emgp_md.reproduce.gpu_session import load_session
+        from emgp_md.reproduce.session_config import load_session
 
         rc = run_session(args.config, overrides, None)
         if rc != 0:
@@ -75,7 +73,8 @@ def session_root(parser: argparse.ArgumentParser, args: argparse.Namespace, over
 
 def worker_main(cfg_path: str, worker: str, session_file: Path) -> int:
     """A worker: smoke test + timing, wait for the driver's go, then its jobs (``long:<k>`` or ``grid:<k>``)."""
-    from emgp_md.reproduce.gpu_session import bench_step_time, load_session, long_jobs, run_grid_worker, run_job
+    from emgp_md.reproduce.gpu_session import bench_step_time, long_jobs, run_grid_worker, run_job
+    from emgp_md.reproduce.session_config import load_session
 
     session = json.loads(session_file.read_text())
     cfg = load_session(cfg_path, session["overrides"])
@@ -233,7 +232,9 @@ def _first_error(logs: Path, bench_dir: Path, failed: list[str]) -> str:
 
 def run_session(cfg_path: str, overrides: dict[str, Any], out_dir: Path | None) -> int:
     """The driver (module docstring); returns the exit status."""
-    from emgp_md.reproduce.gpu_session import auto_step_scale, grid_cells, load_session, long_jobs
+    from emgp_md.reproduce.gpu_session import auto_step_scale, grid_cells, long_jobs
+    from emgp_md.reproduce.session_config import load_session
+    from emgp_md.reproduce.session_results import pack_results, summary_text, write_summary
 
     t0 = time.time()
     cfg = load_session(cfg_path, overrides)
@@ -243,7 +244,7 @@ def run_session(cfg_path: str, overrides: dict[str, Any], out_dir: Path | None) 
     if problems:
         msg = "SESSION NOT STARTED:\n  " + "\n  ".join(problems)
         print(msg, flush=True)
-        _write_summary(out, out_dir, msg)
+        write_summary(out, out_dir, msg)
         return 2
     logs, bench_dir = out / "logs", out / "bench"
     shutil.rmtree(out / "claims", ignore_errors=True)
@@ -291,7 +292,7 @@ def run_session(cfg_path: str, overrides: dict[str, Any], out_dir: Path | None) 
                 continue
             msg = f"SMOKE TEST FAILED (workers {failed}); session stopped. Error:\n{err}"
             print(msg, flush=True)
-            _write_summary(out, out_dir, msg)
+            write_summary(out, out_dir, msg)
             return 3
         step_s = sorted(b["step_s"] for b in benches)[len(benches) // 2]
         train_left = session["train_deadline"] - time.time()
@@ -321,7 +322,7 @@ def run_session(cfg_path: str, overrides: dict[str, Any], out_dir: Path | None) 
         mps.stop()
     text = summary_text(out, time.time() - t0)
     print(text, flush=True)
-    _write_summary(out, out_dir, text)
+    write_summary(out, out_dir, text)
     if out_dir is not None:
         for path in pack_results(out, out_dir):
             print(f"packed {path} ({path.stat().st_size / 2**20:.1f} MiB)", flush=True)
@@ -339,72 +340,6 @@ def _monitor(procs: dict[str, Any], out: Path, hard_deadline: float) -> None:
         time.sleep(1.0)
     if any(p.poll() is None for p in procs.values()):
         log.warning("hard stop: ending the workers still running")
-
-
-def summary_text(out: Path, elapsed_s: float) -> str:
-    """Compact per-run summary of a session folder (also ``summary.txt``)."""
-    lines = [f"session {out} after {elapsed_s:.0f} s"]
-    grid: dict[tuple[str, int, str], list[float]] = {}
-    n_cut = 0
-    for m in sorted(out.glob("**/metrics.json")):
-        r = json.loads(m.read_text())
-        rel = m.parent.relative_to(out).as_posix()
-        t = r.get("test", {})
-        if rel.startswith("grid/"):
-            _, mol, n, init, _ = rel.split("/")
-            n_cut += not r.get("finished")
-            if r.get("finished") and t:
-                grid.setdefault((mol, int(n[1:]), init), []).append(t["force_mae_kcal_mol_A"])
-            continue
-        lines.append(
-            f"{rel}: {'finished' if r.get('finished') else 'CUT'} {r.get('steps')} steps "
-            f"({r.get('epochs', 0):.1f} epochs, {r.get('train_wall_s', 0):.0f} s); val F "
-            f"{(r.get('val') or {}).get('force_mae_kcal_mol_A', float('nan')):.4f}; test_01 E "
-            f"{t.get('energy_mae_kcal_mol', float('nan')):.4f} kcal/mol, F {t.get('force_mae_kcal_mol_A', float('nan')):.4f} "
-            f"kcal/mol/Å ({t.get('force_mae_meV_A', float('nan')):.1f} meV/Å)"
-        )
-    if grid:
-        lines.append(f"grid: test_01 force MAE kcal/mol/Å, mean over finished seeds (n); {n_cut} runs cut")
-        for (mol, n, init), vals in sorted(grid.items()):
-            lines.append(f"  {mol:14s} N={n:4d} {init:10s} {sum(vals) / len(vals):.4f} (n={len(vals)})")
-    return "\n".join(lines)
-
-
-def _write_summary(out: Path, out_dir: Path | None, text: str) -> None:
-    (out / "summary.txt").write_text(text + "\n")
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "summary.txt").write_text(text + "\n")
-
-
-def pack_results(out: Path, out_dir: Path) -> list[Path]:
-    """``results.tar.gz`` (every small file of the session; no ``.pt``) and one ``models_<run>.tar.gz``
-    per paper-regime / paper-recipe run (its ``model.pt``), each checked against the size limit."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    results = out_dir / "results.tar.gz"
-    with tarfile.open(results, "w:gz") as tar:
-        for path in sorted(out.rglob("*")):
-            if path.is_file() and path.suffix != ".pt" and "claims" not in path.parts:
-                tar.add(path, arcname=path.relative_to(out.parent).as_posix())
-    written.append(results)
-    for model in sorted(out.glob("paper_*/*/model.pt")):
-        if len(written) >= 7:  # summary.txt is the 8th file
-            log.warning("file limit: %s not packed", model)
-            continue
-        arc = out_dir / f"models_{model.parent.parent.name}_{model.parent.name}.tar.gz"
-        with tarfile.open(arc, "w:gz") as tar:
-            tar.add(model, arcname=model.relative_to(out.parent).as_posix())
-        written.append(arc)
-    for path in written:
-        if path.stat().st_size > MAX_ARCHIVE:
-            log.warning(
-                "%s is %.1f MiB, over the %.0f MiB per-file limit",
-                path,
-                path.stat().st_size / 2**20,
-                MAX_ARCHIVE / 2**20,
-            )
-    return written
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,22 +15,21 @@ from emgp_md.config import FinetuneConfig, ModelConfig
 from emgp_md.data.packed import load_packed, pack_molecule, pack_path, split_file, write_pack
 from emgp_md.data.rmd17 import load_frames
 from emgp_md.reproduce.gpu_session import (
-    GridSpec,
-    SessionConfig,
     auto_step_scale,
     claim,
     grid_cells,
     grid_rows,
-    load_session,
     paper_recipe_rows,
     paper_regime_rows,
 )
+from emgp_md.reproduce.session_config import GridSpec, SessionConfig, load_session
 from emgp_md.reproduce.session_report import (
     aggregate_grid,
     collect_grid,
     write_data_efficiency_report,
     write_paper_regime_report,
 )
+from emgp_md.reproduce.session_results import pack_results, summary_text
 from emgp_md.training.finetune import resolve_device
 from emgp_md.training.stepwise import StepBudget, cosine_lr, train_steps
 
@@ -348,21 +347,16 @@ def test_labels_saved_names_the_fewest_pretrained_frames_that_match_scratch_at_i
 
 
 def test_pack_results_limits(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_session_wf", REPO / "workflows" / "gpu_session.py")
-    wf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(wf)
     root = tmp_path / "session"
     _fake_session(root)
     (root / "paper_regime" / "aspirin" / "model.pt").write_bytes(b"x" * 1000)
     (root / "grid" / "ethanol" / "N25" / "scratch" / "seed0" / "state.pt").write_bytes(b"x" * 1000)
-    written = wf.pack_results(root, tmp_path / "OUT")
+    written = pack_results(root, tmp_path / "OUT")
     assert [p.name for p in written] == ["results.tar.gz", "models_paper_regime_aspirin.tar.gz"]
     with tarfile.open(written[0]) as tar:
         names = tar.getnames()
     assert "session/grid/ethanol/N25/scratch/seed0/metrics.json" in names and not any(n.endswith(".pt") for n in names)
-    assert "paper_regime/aspirin: finished" in wf.summary_text(root, 1.0)
+    assert "paper_regime/aspirin: finished" in summary_text(root, 1.0)
 
 
 def test_ship_checkpoint_and_validation_comparison(tmp_path, tiny_rmd17):
