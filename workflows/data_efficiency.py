@@ -16,6 +16,10 @@ Examples (from the repository root)::
     # both inits with the force-weighted loss on CPU (uracil, aspirin), one folder, one report:
     PYTHONPATH=$PWD python workflows/data_efficiency.py --report-only --root runs/de_scratch_cpu_ew001 \
         --report-dir docs --report-name results_data_efficiency_cpu_ew001
+    # the same, with the cells of an earlier report for (molecule, init) pairs whose run folders are gone:
+    PYTHONPATH=$PWD python workflows/data_efficiency.py --report-only --root runs/de_scratch_cpu_ew001 \
+        --fill-from docs/results_data_efficiency_cpu_ew001.json --report-dir docs \
+        --report-name results_data_efficiency_cpu_ew001_all
 """
 
 from __future__ import annotations
@@ -60,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the report's file name, without extension (default results_data_efficiency, with --baseline "
         "results_data_efficiency_fair_scratch)",
     )
+    parser.add_argument(
+        "--fill-from",
+        type=Path,
+        help="an earlier plain report's JSON: its cells stand in for (molecule, init) pairs of this root's "
+        "molecules that have no finished run here (run folders that are gone); the report names them",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = session_root(parser, args, {"paper_regime": {"molecules": []}, "paper_recipe": {"molecules": []}})
@@ -72,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = write_fair_scratch_report(root, args.baseline, args.report_dir, zero_force, name=name)
     else:
         name = args.report_name or "results_data_efficiency"
-        paths = write_data_efficiency_report(root, args.report_dir, zero_force, name=name)
+        paths = write_data_efficiency_report(root, args.report_dir, zero_force, name=name, fill_from=args.fill_from)
     for path in paths:
         log.info("wrote %s", path)
     return 0

@@ -12,15 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from emgp_md.reproduce.grid_summary import Stats, labels_saved, recipe_text
-from emgp_md.reproduce.session_report import (
-    aggregate_grid,
-    budget_text,
-    collect_grid,
-    data_efficiency_table,
-    plateau_note,
-    session_facts,
-)
+from emgp_md.reproduce.grid_summary import Stats, data_efficiency_table, labels_saved, plateau_note, recipe_text
+from emgp_md.reproduce.session_report import aggregate_grid, budget_text, collect_grid, session_facts
 
 
 def baseline_pretrained(baseline_json: str | Path, molecules: set[str]) -> tuple[Stats, str]:

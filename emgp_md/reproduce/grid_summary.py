@@ -4,6 +4,8 @@
 - :func:`recipe_text`: the training recipe of a set of runs, read from each run folder's ``config.json``.
 - :func:`init_recipes`: the same per init.
 - :func:`labels_saved`: per molecule, the fewest pretrained frames that match scratch at its best.
+- :func:`data_efficiency_table`, :func:`plateau_note`: the table of both inits per (molecule, N) and
+  the note on runs that never left the zero-force plateau (:func:`on_plateau`).
 """
 
 from __future__ import annotations
@@ -77,3 +79,111 @@ def labels_saved(stats: Stats) -> list[str]:
                 f"- {mol}: no pretrained cell reaches scratch's best mean ({scr[n_best]:.2f} at N={n_best}, {seeds})."
             )
     return lines
+
+
+PLATEAU_FRACTION = 0.95
+
+
+def on_plateau(force_mae: float, zero_force_mae: float | None) -> bool:
+    """A model whose force MAE is within 5 % of predicting zero forces has not learnt forces (the plateau)."""
+    return zero_force_mae is not None and force_mae >= PLATEAU_FRACTION * zero_force_mae
+
+
+def _is_flat(x: dict[str, Any] | None, zero_force_mae: float | None) -> bool:
+    return bool(x and x["n"] and on_plateau(x["force_mean"], zero_force_mae))
+
+
+def _cell(x: dict[str, Any] | None, kind: str, flat: bool) -> str:
+    """``mean ± std`` of ``kind`` ("force" or "energy"), "(plateau)" after a flat force cell."""
+    if not x or not x["n"]:
+        return "–"
+    text = f"{x[kind + '_mean']:.3f} ± {x[kind + '_std']:.3f}"
+    return text + " (plateau)" if kind == "force" and flat else text
+
+
+def _gain(p: dict[str, Any] | None, s: dict[str, Any] | None, kind: str, bracket: bool) -> str:
+    """Scratch / pretrained mean of ``kind``, in brackets where a plateau makes it unfair."""
+    if not (p and s and p["n"] and s["n"]):
+        return "–"
+    text = f"{s[kind + '_mean'] / p[kind + '_mean']:.2f}×"
+    return f"({text})" if bracket else text
+
+
+def data_efficiency_table(stats: Stats, zero_force: dict[str, float] | None = None) -> str:
+    """Markdown table: one row per (molecule, N), both inits, gain = scratch / pretrained force MAE.
+
+    ``zero_force`` (molecule → MAE of predicting F = 0 on the test frames, kcal/mol/Å) marks runs on
+    the zero-force plateau; their gains are not a measure of pretraining and are shown in brackets.
+    """
+    zero_force = zero_force or {}
+    lines = [
+        "| molecule | N | pretrained F | scratch F | gain (F) | pretrained E | scratch E | gain (E) | seeds (pre/scr) | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    cells = sorted({(m, n) for m, n, _ in stats})
+    for mol, n in cells:
+        p, s = stats.get((mol, n, "pretrained")), stats.get((mol, n, "scratch"))
+
+        fp, fs = _is_flat(p, zero_force.get(mol)), _is_flat(s, zero_force.get(mol))
+        seeds = f"{p['n'] if p else 0}/{s['n'] if s else 0}"
+        cut = (p["n_cut"] if p else 0) + (s["n_cut"] if s else 0)
+        if cut:
+            seeds += f" ({cut} cut)"
+        steps = sorted(set((p or {}).get("steps", [])) | set((s or {}).get("steps", [])))
+        lines.append(
+            f"| {mol} | {n} | {_cell(p, 'force', fp)} | {_cell(s, 'force', fs)} | "
+            f"{_gain(p, s, 'force', fp or fs)} | {_cell(p, 'energy', fp)} | {_cell(s, 'energy', fs)} | "
+            f"{_gain(p, s, 'energy', fp or fs)} | {seeds} | {'/'.join(map(str, steps)) or '–'} |"
+        )
+    return "\n".join(lines)
+
+
+def plateau_note(stats: Stats, zero_force: dict[str, float]) -> list[str]:
+    """A paragraph saying which cells sat on the zero-force plateau (their gains are not fair)."""
+    if not zero_force:
+        return ["(Zero-force baseline not given: plateau runs are not marked.)", ""]
+    base = ", ".join(f"{m} {v:.2f}" for m, v in sorted(zero_force.items()))
+    flat = sorted(
+        {(m, i) for (m, n, i), v in stats.items() if v["n"] and on_plateau(v["force_mean"], zero_force.get(m))}
+    )
+    if not flat:
+        return [f"No run sat on the zero-force plateau (force MAE of predicting F = 0: {base} kcal/mol/Å).", ""]
+    listing = ", ".join(f"{m} {i}" for m, i in flat)
+    return [
+        (
+            f"**Not a fair comparison where marked (plateau):** these runs ended within "
+            f"{100 * (1 - PLATEAU_FRACTION):.0f} % of the force MAE of predicting zero forces ({base} kcal/mol/Å), "
+            f"i.e. they never learnt forces: {listing}. Their gains (in brackets) measure the recipe's failure "
+            "to leave the zero-force plateau from scratch at this step budget, not what pretraining saves."
+        ),
+        "",
+    ]
+
+
+def fill_cells(stats: Stats, baseline_json: str | Path) -> tuple[Stats, list[str], dict[str, Any]]:
+    """The cells of an earlier report's JSON for (molecule, init) pairs that ``stats`` has no finished
+    run of, for the molecules ``stats`` has: run folders that are gone still count, named as such.
+
+    Returns the added cells, their "molecule init" pairs and the baseline's facts (``path``,
+    ``budget`` and, where that report recorded them, ``recipes``).
+
+    Raises
+    ------
+    ValueError
+        When the JSON has no ``stats`` list (not a data-efficiency report).
+    """
+    data = json.loads(Path(baseline_json).read_text())
+    if not isinstance(data.get("stats"), list):
+        raise ValueError(f"{baseline_json} is not a data-efficiency report's JSON (no 'stats' list)")
+    have = {(m, i) for (m, _, i), v in stats.items() if v.get("n")}
+    molecules = {m for m, _, _ in stats}
+    added = {
+        (s["molecule"], s["n_train"], s["init"]): {
+            k: v for k, v in s.items() if k not in ("molecule", "n_train", "init")
+        }
+        for s in data["stats"]
+        if s["molecule"] in molecules and (s["molecule"], s["init"]) not in have and s.get("n")
+    }
+    pairs = sorted({f"{m} {i}" for m, _, i in added})
+    facts = {"path": str(baseline_json), "budget": data.get("budget", "not recorded"), "recipes": data.get("recipes")}
+    return added, pairs, facts

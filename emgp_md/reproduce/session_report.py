@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from emgp_md.reproduce.grid_summary import init_recipes, labels_saved
+from emgp_md.reproduce.grid_summary import (
+    data_efficiency_table,
+    fill_cells,
+    init_recipes,
+    labels_saved,
+    plateau_note,
+)
 from emgp_md.reproduce.md17_report import MACE_F_MEV, PAPER_BASE_F, PAPER_EMGP_F
 
 log = logging.getLogger(__name__)
@@ -121,73 +127,19 @@ def session_facts(root: Path) -> dict[str, Any]:
     }
 
 
-PLATEAU_FRACTION = 0.95
-
-
-def on_plateau(force_mae: float, zero_force_mae: float | None) -> bool:
-    """A model whose force MAE is within 5 % of predicting zero forces has not learnt forces (the plateau)."""
-    return zero_force_mae is not None and force_mae >= PLATEAU_FRACTION * zero_force_mae
-
-
-def _is_flat(x: dict[str, Any] | None, zero_force_mae: float | None) -> bool:
-    return bool(x and x["n"] and on_plateau(x["force_mean"], zero_force_mae))
-
-
-def _cell(x: dict[str, Any] | None, kind: str, flat: bool) -> str:
-    """``mean ± std`` of ``kind`` ("force" or "energy"), "(plateau)" after a flat force cell."""
-    if not x or not x["n"]:
-        return "–"
-    text = f"{x[kind + '_mean']:.3f} ± {x[kind + '_std']:.3f}"
-    return text + " (plateau)" if kind == "force" and flat else text
-
-
-def _gain(p: dict[str, Any] | None, s: dict[str, Any] | None, kind: str, bracket: bool) -> str:
-    """Scratch / pretrained mean of ``kind``, in brackets where a plateau makes it unfair."""
-    if not (p and s and p["n"] and s["n"]):
-        return "–"
-    text = f"{s[kind + '_mean'] / p[kind + '_mean']:.2f}×"
-    return f"({text})" if bracket else text
-
-
-def data_efficiency_table(
-    stats: dict[tuple[str, int, str], dict[str, Any]], zero_force: dict[str, float] | None = None
-) -> str:
-    """Markdown table: one row per (molecule, N), both inits, gain = scratch / pretrained force MAE.
-
-    ``zero_force`` (molecule → MAE of predicting F = 0 on the test frames, kcal/mol/Å) marks runs on
-    the zero-force plateau; their gains are not a measure of pretraining and are shown in brackets.
-    """
-    zero_force = zero_force or {}
-    lines = [
-        "| molecule | N | pretrained F | scratch F | gain (F) | pretrained E | scratch E | gain (E) | seeds (pre/scr) | steps |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    cells = sorted({(m, n) for m, n, _ in stats})
-    for mol, n in cells:
-        p, s = stats.get((mol, n, "pretrained")), stats.get((mol, n, "scratch"))
-
-        fp, fs = _is_flat(p, zero_force.get(mol)), _is_flat(s, zero_force.get(mol))
-        seeds = f"{p['n'] if p else 0}/{s['n'] if s else 0}"
-        cut = (p["n_cut"] if p else 0) + (s["n_cut"] if s else 0)
-        if cut:
-            seeds += f" ({cut} cut)"
-        steps = sorted(set((p or {}).get("steps", [])) | set((s or {}).get("steps", [])))
-        lines.append(
-            f"| {mol} | {n} | {_cell(p, 'force', fp)} | {_cell(s, 'force', fs)} | "
-            f"{_gain(p, s, 'force', fp or fs)} | {_cell(p, 'energy', fp)} | {_cell(s, 'energy', fs)} | "
-            f"{_gain(p, s, 'energy', fp or fs)} | {seeds} | {'/'.join(map(str, steps)) or '–'} |"
-        )
-    return "\n".join(lines)
-
-
 def write_data_efficiency_report(
     root: str | Path,
     report_dir: str | Path,
     zero_force: dict[str, float] | None = None,
     name: str = "results_data_efficiency",
+    fill_from: str | Path | None = None,
 ) -> list[Path]:
     """Write ``<name>.md``/``.json`` and a figure (``figures/data_efficiency.png`` for the default name,
     else ``figures/<name>.png``) from ``root``.
+
+    ``fill_from``: an earlier report's JSON whose cells stand in for (molecule, init) pairs of ``root``'s
+    molecules with no finished run under ``root`` (:func:`~emgp_md.reproduce.grid_summary.fill_cells`);
+    the report names them, with that report's budget.
 
     ``zero_force``: molecule → force MAE of predicting zero forces on ``test_01`` (kcal/mol/Å), to mark
     runs that never left the zero-force plateau. The recipe of each init is read from its runs'
@@ -202,12 +154,14 @@ def write_data_efficiency_report(
     if not records:
         raise FileNotFoundError(f"no grid runs with metrics under {root / 'grid'}")
     stats = aggregate_grid(records)
+    filled, fill_pairs, fill_facts = fill_cells(stats, fill_from) if fill_from else ({}, [], {})
+    stats = {**stats, **filled}
     session = session_facts(root)
     budget = budget_text(records, session)
     recipes = init_recipes(records)
-    same = len(set(init_recipes(records, with_init=False).values())) == 1
+    same = _same_recipe(records, fill_pairs, fill_facts)
     title = (
-        f"EGNN 7×128 from the authors' 3D-EMGP checkpoint vs from scratch, {'same' if same else 'own'} recipe, "
+        f"EGNN 7×128 from the authors' 3D-EMGP checkpoint vs from scratch, {_RECIPE_WORD[same]}, "
         f"same steps per N; mean over seeds, bars min–max. {budget}"
     )
     figure = "data_efficiency" if name == "results_data_efficiency" else name
@@ -231,6 +185,7 @@ def write_data_efficiency_report(
         "",
         f"Budgets: {budget}.",
         "",
+        *_fill_note(fill_pairs, fill_facts),
         (
             "Force MAE kcal/mol/Å, energy MAE kcal/mol, mean ± standard deviation over the finished seeds; "
             "gain = scratch / pretrained (> 1: the checkpoint helps)."
@@ -257,7 +212,9 @@ def write_data_efficiency_report(
                 "budget": budget,
                 "session": session,
                 "zero_force_mae": zero_force,
-                "stats": [{"molecule": m, "n_train": n, "init": i, **v} for (m, n, i), v in stats.items()],
+                "recipes": recipes,
+                "filled_from": {"pairs": fill_pairs, **fill_facts} if fill_pairs else None,
+                "stats": [{"molecule": m, "n_train": n, "init": i, **v} for (m, n, i), v in sorted(stats.items())],
             },
             indent=2,
         )
@@ -265,23 +222,37 @@ def write_data_efficiency_report(
     return [md_path, json_path, fig_path]
 
 
-def plateau_note(stats: dict[tuple[str, int, str], dict[str, Any]], zero_force: dict[str, float]) -> list[str]:
-    """A paragraph saying which cells sat on the zero-force plateau (their gains are not fair)."""
-    if not zero_force:
-        return ["(Zero-force baseline not given: plateau runs are not marked.)", ""]
-    base = ", ".join(f"{m} {v:.2f}" for m, v in sorted(zero_force.items()))
-    flat = sorted(
-        {(m, i) for (m, n, i), v in stats.items() if v["n"] and on_plateau(v["force_mean"], zero_force.get(m))}
+_RECIPE_WORD = {True: "same recipe", False: "own recipe", None: "recipes as the report states"}
+
+
+def _same_recipe(records: list[dict[str, Any]], fill_pairs: list[str], fill_facts: dict[str, Any]) -> bool | None:
+    """Whether every run and every filled cell had one recipe; None when filled cells' recipes are unrecorded."""
+    texts = set(init_recipes(records, with_init=False).values())
+    if fill_pairs:
+        if not fill_facts.get("recipes"):
+            return None
+        texts |= {t.split(", ", 1)[-1] for t in fill_facts["recipes"].values()}
+    if "not recorded" in texts:
+        return None
+    return len(texts) == 1
+
+
+def _fill_note(pairs: list[str], facts: dict[str, Any]) -> list[str]:
+    """The paragraph naming the cells taken from an earlier report's JSON (empty without any)."""
+    if not pairs:
+        return []
+    inits = {pair.split(" ", 1)[1] for pair in pairs}
+    recipes = {i: t for i, t in (facts.get("recipes") or {}).items() if i in inits}
+    recipe = (
+        "; ".join(f"{i}: {t}" for i, t in recipes.items())
+        if recipes
+        else f"not recorded in that JSON (see `{Path(facts['path']).with_suffix('.md')}`)"
     )
-    if not flat:
-        return [f"No run sat on the zero-force plateau (force MAE of predicting F = 0: {base} kcal/mol/Å).", ""]
-    listing = ", ".join(f"{m} {i}" for m, i in flat)
     return [
         (
-            f"**Not a fair comparison where marked (plateau):** these runs ended within "
-            f"{100 * (1 - PLATEAU_FRACTION):.0f} % of the force MAE of predicting zero forces ({base} kcal/mol/Å), "
-            f"i.e. they never learnt forces: {listing}. Their gains (in brackets) measure the recipe's failure "
-            "to leave the zero-force plateau from scratch at this step budget, not what pretraining saves."
+            f"**Cells from an earlier report** (`{facts['path']}`; their run folders are not under this root, "
+            f"so their means are that report's): {', '.join(pairs)}. Their recipe: {recipe}. Their budget: "
+            f"{facts['budget']}."
         ),
         "",
     ]

@@ -380,7 +380,7 @@ def test_ship_checkpoint_and_validation_comparison(tmp_path, tiny_rmd17):
 
 
 def test_plateau_runs_are_marked_and_their_gains_bracketed():
-    from emgp_md.reproduce.session_report import data_efficiency_table, on_plateau
+    from emgp_md.reproduce.grid_summary import data_efficiency_table, on_plateau
 
     cell = {"n": 3, "n_cut": 0, "steps": [100], "energy_mean": 1.0, "energy_std": 0.1}
     stats = {
@@ -426,3 +426,33 @@ def test_plain_report_reads_each_inits_recipe_and_names_the_labels_saved(tmp_pat
     text = write_data_efficiency_report(other, tmp_path / "docs2")[0].read_text()
     assert "Recipes (from each run's `config.json`)" in text and "0.2 E + 0.8 F" in text
     assert (tmp_path / "docs2" / "figures" / "data_efficiency.png").exists()
+
+
+def test_plain_report_fills_lost_pairs_from_an_earlier_report_and_names_them(tmp_path):
+    import shutil
+
+    full = tmp_path / "full"
+    _fake_session(full)
+    baseline = write_data_efficiency_report(full, tmp_path / "old")[1]
+    part = tmp_path / "part"
+    _fake_session(part)
+    shutil.rmtree(part / "grid" / "aspirin" / "N25" / "scratch")  # aspirin scratch: folders gone
+    shutil.rmtree(part / "grid" / "aspirin" / "N100" / "scratch")
+    shutil.rmtree(part / "grid" / "ethanol" / "N25" / "pretrained")  # one ethanol cell only: not a lost pair
+    md, js, _ = write_data_efficiency_report(part, tmp_path / "new", name="filled", fill_from=baseline)
+    text, data = md.read_text(), json.loads(js.read_text())
+    assert (
+        "**Cells from an earlier report**" in text and ": aspirin scratch. Their recipe: scratch: not recorded." in text
+    )
+    assert "One recipe for both inits" not in text  # no config.json here: nothing says the recipes agree
+    assert data["filled_from"]["pairs"] == ["aspirin scratch"]
+    old = {(s["molecule"], s["n_train"], s["init"]): s for s in json.loads(baseline.read_text())["stats"]}
+    new = {(s["molecule"], s["n_train"], s["init"]): s for s in data["stats"]}
+    assert new[("aspirin", 25, "scratch")]["force_mean"] == old[("aspirin", 25, "scratch")]["force_mean"]
+    assert ("ethanol", 25, "pretrained") not in new  # a missing cell of a pair that has runs stays missing
+    assert "| aspirin | 25 |" in text and "2.00×" in text
+    assert data["recipes"] == {"pretrained": "not recorded", "scratch": "not recorded"}
+    # the earlier JSON now records recipes; a JSON without stats is refused
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a data-efficiency report"):
+        write_data_efficiency_report(part, tmp_path / "new", fill_from=tmp_path / "bad.json")
