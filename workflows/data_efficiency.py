@@ -16,7 +16,7 @@ Examples (from the repository root)::
     # both inits with the force-weighted loss on CPU (uracil, aspirin), one folder, one report:
     PYTHONPATH=$PWD python workflows/data_efficiency.py --report-only --root runs/de_scratch_cpu_ew001 \
         --report-dir docs --report-name results_data_efficiency_cpu_ew001
-    # the same, with the cells of an earlier report for (molecule, init) pairs whose run folders are gone:
+    # the same, with an earlier report's cells whose run folders are gone (whole cells, or its seeds beside these):
     PYTHONPATH=$PWD python workflows/data_efficiency.py --report-only --root runs/de_scratch_cpu_ew001 \
         --fill-from docs/results_data_efficiency_cpu_ew001.json --report-dir docs \
         --report-name results_data_efficiency_cpu_ew001_all
@@ -67,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fill-from",
         type=Path,
-        help="an earlier plain report's JSON: its cells stand in for (molecule, init) pairs of this root's "
-        "molecules that have no finished run here (run folders that are gone); the report names them",
+        help="an earlier plain report's JSON: for this root's molecules, its cells stand in for cells with no "
+        "finished run here (run folders that are gone) or add their seeds to this root's (seeds in both are an "
+        "error); the report names them",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -160,30 +160,91 @@ def plateau_note(stats: Stats, zero_force: dict[str, float]) -> list[str]:
     ]
 
 
-def fill_cells(stats: Stats, baseline_json: str | Path) -> tuple[Stats, list[str], dict[str, Any]]:
-    """The cells of an earlier report's JSON for (molecule, init) pairs that ``stats`` has no finished
-    run of, for the molecules ``stats`` has: run folders that are gone still count, named as such.
+def merge_seeds(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """One cell's statistics over the seeds of two disjoint cells (an earlier report's and this root's).
 
-    Returns the added cells, their "molecule init" pairs and the baseline's facts (``path``,
-    ``budget`` and, where that report recorded them, ``recipes``).
+    Exact for the mean, the sample standard deviation (ddof = 1), min and max: each cell's sum and sum of
+    squares follow from its n, mean and standard deviation. ``steps`` is the union; ``train_wall_s`` the
+    mean over all seeds; ``n_cut`` counts this root's cut seeds that the earlier report does not cover.
 
     Raises
     ------
     ValueError
-        When the JSON has no ``stats`` list (not a data-efficiency report).
+        When the two cells share a seed (the earlier mean cannot be split).
+    """
+    both = set(old["seeds"]) & set(new["seeds"])
+    if both:
+        raise ValueError(
+            f"seeds {sorted(both)} are in both the earlier report and this root: their mean cannot be split; "
+            "report this root without --fill-from, or run the other seeds into it"
+        )
+    n = old["n"] + new["n"]
+    out: dict[str, Any] = {"n": n, "seeds": sorted(old["seeds"] + new["seeds"])}
+    for kind in ("force", "energy"):
+        m1, m2 = old[f"{kind}_mean"], new[f"{kind}_mean"]
+        s1, s2 = old[f"{kind}_std"], new[f"{kind}_std"]
+        mean = (old["n"] * m1 + new["n"] * m2) / n
+        squares = (old["n"] - 1) * s1**2 + old["n"] * m1**2 + (new["n"] - 1) * s2**2 + new["n"] * m2**2
+        out[f"{kind}_mean"] = mean
+        out[f"{kind}_std"] = max(squares - n * mean**2, 0.0) ** 0.5 / (n - 1) ** 0.5 if n > 1 else 0.0
+    out["force_min"] = min(old["force_min"], new["force_min"])
+    out["force_max"] = max(old["force_max"], new["force_max"])
+    out["steps"] = sorted(set(old.get("steps", [])) | set(new.get("steps", [])))
+    out["train_wall_s"] = (old["n"] * old["train_wall_s"] + new["n"] * new["train_wall_s"]) / n
+    out["n_cut"] = len(set(new.get("cut_seeds", [])) - set(old["seeds"]))
+    out["cut_seeds"] = sorted(set(new.get("cut_seeds", [])) - set(old["seeds"]))
+    return out
+
+
+def fill_cells(stats: Stats, baseline_json: str | Path) -> tuple[Stats, list[str], dict[str, Any]]:
+    """The cells of an earlier report's JSON, for the molecules ``stats`` has, that stand in for or
+    complete this root's: run folders that are gone still count, named as such.
+
+    A cell with no finished run here is taken whole; a cell with finished runs here takes the earlier
+    report's seeds beside them (:func:`merge_seeds`; some shared seeds are an error); a cell here with
+    every seed of the earlier one stands as it is.
+
+    Returns the replaced cells, one line per (molecule, init) naming what came from where, and the
+    baseline's facts (``path``, ``budget``, ``inits`` and, where that report recorded them, ``recipes``).
+
+    Raises
+    ------
+    ValueError
+        When the JSON has no ``stats`` list (not a data-efficiency report), or a cell shares seeds.
     """
     data = json.loads(Path(baseline_json).read_text())
     if not isinstance(data.get("stats"), list):
         raise ValueError(f"{baseline_json} is not a data-efficiency report's JSON (no 'stats' list)")
-    have = {(m, i) for (m, _, i), v in stats.items() if v.get("n")}
     molecules = {m for m, _, _ in stats}
-    added = {
-        (s["molecule"], s["n_train"], s["init"]): {
-            k: v for k, v in s.items() if k not in ("molecule", "n_train", "init")
-        }
-        for s in data["stats"]
-        if s["molecule"] in molecules and (s["molecule"], s["init"]) not in have and s.get("n")
+    added: Stats = {}
+    parts: dict[tuple[str, str], list[str]] = {}
+    for s in data["stats"]:
+        key = (s["molecule"], s["n_train"], s["init"])
+        if s["molecule"] not in molecules or not s.get("n"):
+            continue
+        old = {k: v for k, v in s.items() if k not in ("molecule", "n_train", "init")}
+        here = stats.get(key)
+        if here and set(old["seeds"]) <= set(here["seeds"]):
+            continue  # this root has every seed the earlier report had: its own runs stand
+        if here and here.get("n"):
+            try:
+                added[key] = merge_seeds(old, here)
+            except ValueError as err:
+                raise ValueError(f"{s['molecule']} N={s['n_train']} {s['init']}: {err}") from None
+            text = f"N={key[1]} seeds {_seeds(old['seeds'])} there + {_seeds(here['seeds'])} here"
+        else:
+            added[key] = old
+            text = f"N={key[1]}"
+        parts.setdefault((key[0], key[2]), []).append(text)
+    lines = [f"{m} {i}: " + ", ".join(t) for (m, i), t in sorted(parts.items())]
+    facts = {
+        "path": str(baseline_json),
+        "budget": data.get("budget", "not recorded"),
+        "recipes": data.get("recipes"),
+        "inits": sorted({i for _, i in parts}),
     }
-    pairs = sorted({f"{m} {i}" for m, _, i in added})
-    facts = {"path": str(baseline_json), "budget": data.get("budget", "not recorded"), "recipes": data.get("recipes")}
-    return added, pairs, facts
+    return added, lines, facts
+
+
+def _seeds(seeds: list[int]) -> str:
+    return ",".join(str(s) for s in seeds)

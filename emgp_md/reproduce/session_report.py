@@ -81,6 +81,7 @@ def aggregate_grid(records: list[dict[str, Any]]) -> dict[tuple[str, int, str], 
             "n": len(done),
             "n_cut": len(runs) - len(done),
             "seeds": sorted(r["seed"] for r in done),
+            "cut_seeds": sorted(r["seed"] for r in runs if r not in done),
             "force_mean": float(f.mean()) if len(f) else float("nan"),
             "force_std": float(f.std(ddof=1)) if len(f) > 1 else 0.0,
             "force_min": float(f.min()) if len(f) else float("nan"),
@@ -137,9 +138,10 @@ def write_data_efficiency_report(
     """Write ``<name>.md``/``.json`` and a figure (``figures/data_efficiency.png`` for the default name,
     else ``figures/<name>.png``) from ``root``.
 
-    ``fill_from``: an earlier report's JSON whose cells stand in for (molecule, init) pairs of ``root``'s
-    molecules with no finished run under ``root`` (:func:`~emgp_md.reproduce.grid_summary.fill_cells`);
-    the report names them, with that report's budget.
+    ``fill_from``: an earlier report's JSON whose cells, for ``root``'s molecules, stand in for cells with
+    no finished run under ``root`` or add their seeds to this root's
+    (:func:`~emgp_md.reproduce.grid_summary.fill_cells`); the report names them, with that report's budget.
+    The JSON lists every run of ``root`` (``runs``: seed, steps, wall, test/validation MAEs) as an archive.
 
     ``zero_force``: molecule → force MAE of predicting zero forces on ``test_01`` (kcal/mol/Å), to mark
     runs that never left the zero-force plateau. The recipe of each init is read from its runs'
@@ -154,12 +156,12 @@ def write_data_efficiency_report(
     if not records:
         raise FileNotFoundError(f"no grid runs with metrics under {root / 'grid'}")
     stats = aggregate_grid(records)
-    filled, fill_pairs, fill_facts = fill_cells(stats, fill_from) if fill_from else ({}, [], {})
+    filled, fill_lines, fill_facts = fill_cells(stats, fill_from) if fill_from else ({}, [], {})
     stats = {**stats, **filled}
     session = session_facts(root)
     budget = budget_text(records, session)
     recipes = init_recipes(records)
-    same = _same_recipe(records, fill_pairs, fill_facts)
+    same = _same_recipe(records, fill_facts)
     title = (
         f"EGNN 7×128 from the authors' 3D-EMGP checkpoint vs from scratch, {_RECIPE_WORD[same]}, "
         f"same steps per N; mean over seeds, bars min–max. {budget}"
@@ -185,7 +187,7 @@ def write_data_efficiency_report(
         "",
         f"Budgets: {budget}.",
         "",
-        *_fill_note(fill_pairs, fill_facts),
+        *_fill_note(fill_lines, fill_facts),
         (
             "Force MAE kcal/mol/Å, energy MAE kcal/mol, mean ± standard deviation over the finished seeds; "
             "gain = scratch / pretrained (> 1: the checkpoint helps)."
@@ -213,8 +215,9 @@ def write_data_efficiency_report(
                 "session": session,
                 "zero_force_mae": zero_force,
                 "recipes": recipes,
-                "filled_from": {"pairs": fill_pairs, **fill_facts} if fill_pairs else None,
+                "filled_from": {"cells": fill_lines, **fill_facts} if fill_lines else None,
                 "stats": [{"molecule": m, "n_train": n, "init": i, **v} for (m, n, i), v in sorted(stats.items())],
+                "runs": [_run_entry(r) for r in records],
             },
             indent=2,
         )
@@ -225,10 +228,22 @@ def write_data_efficiency_report(
 _RECIPE_WORD = {True: "same recipe", False: "own recipe", None: "recipes as the report states"}
 
 
-def _same_recipe(records: list[dict[str, Any]], fill_pairs: list[str], fill_facts: dict[str, Any]) -> bool | None:
+def _run_entry(record: dict[str, Any]) -> dict[str, Any]:
+    """One run of the report's JSON: what it was and its test/validation MAEs (no local path)."""
+    keep = ("molecule", "n_train", "init", "seed", "finished", "steps", "max_steps", "batch_size", "n_val")
+    return {
+        **{k: record[k] for k in keep},
+        "train_wall_s": record["train_wall_s"],
+        "device": record["device"],
+        "test": record["test"],
+        "val": record["val"],
+    }
+
+
+def _same_recipe(records: list[dict[str, Any]], fill_facts: dict[str, Any]) -> bool | None:
     """Whether every run and every filled cell had one recipe; None when filled cells' recipes are unrecorded."""
     texts = set(init_recipes(records, with_init=False).values())
-    if fill_pairs:
+    if fill_facts.get("inits"):
         if not fill_facts.get("recipes"):
             return None
         texts |= {t.split(", ", 1)[-1] for t in fill_facts["recipes"].values()}
@@ -237,11 +252,11 @@ def _same_recipe(records: list[dict[str, Any]], fill_pairs: list[str], fill_fact
     return len(texts) == 1
 
 
-def _fill_note(pairs: list[str], facts: dict[str, Any]) -> list[str]:
+def _fill_note(lines: list[str], facts: dict[str, Any]) -> list[str]:
     """The paragraph naming the cells taken from an earlier report's JSON (empty without any)."""
-    if not pairs:
+    if not lines:
         return []
-    inits = {pair.split(" ", 1)[1] for pair in pairs}
+    inits = set(facts["inits"])
     recipes = {i: t for i, t in (facts.get("recipes") or {}).items() if i in inits}
     recipe = (
         "; ".join(f"{i}: {t}" for i, t in recipes.items())
@@ -251,8 +266,8 @@ def _fill_note(pairs: list[str], facts: dict[str, Any]) -> list[str]:
     return [
         (
             f"**Cells from an earlier report** (`{facts['path']}`; their run folders are not under this root, "
-            f"so their means are that report's): {', '.join(pairs)}. Their recipe: {recipe}. Their budget: "
-            f"{facts['budget']}."
+            "so their seeds enter as that report's mean and spread, merged exactly with this root's seeds "
+            f"where both have some): {'; '.join(lines)}. Their recipe: {recipe}. Their budget: {facts['budget']}."
         ),
         "",
     ]

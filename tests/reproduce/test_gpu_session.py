@@ -428,30 +428,51 @@ def test_plain_report_reads_each_inits_recipe_and_names_the_labels_saved(tmp_pat
     assert (tmp_path / "docs2" / "figures" / "data_efficiency.png").exists()
 
 
-def test_plain_report_fills_lost_pairs_from_an_earlier_report_and_names_them(tmp_path):
+def test_plain_report_fills_lost_cells_and_merges_seeds_from_an_earlier_report(tmp_path):
     import shutil
 
     full = tmp_path / "full"
-    _fake_session(full)
+    _fake_session(full)  # N=100 seed 2 cut: the earlier report has seeds 0, 1 there
     baseline = write_data_efficiency_report(full, tmp_path / "old")[1]
     part = tmp_path / "part"
     _fake_session(part)
     shutil.rmtree(part / "grid" / "aspirin" / "N25" / "scratch")  # aspirin scratch: folders gone
     shutil.rmtree(part / "grid" / "aspirin" / "N100" / "scratch")
-    shutil.rmtree(part / "grid" / "ethanol" / "N25" / "pretrained")  # one ethanol cell only: not a lost pair
+    shutil.rmtree(part / "grid" / "ethanol" / "N25" / "pretrained")  # one lost cell: taken whole
+    cell = part / "grid" / "ethanol" / "N100" / "pretrained"  # only the cut seed 2, run again here
+    shutil.rmtree(cell / "seed0"), shutil.rmtree(cell / "seed1")
+    (cell / "seed2" / "metrics.json").write_text(json.dumps(_fake_metrics(0.012)))
     md, js, _ = write_data_efficiency_report(part, tmp_path / "new", name="filled", fill_from=baseline)
     text, data = md.read_text(), json.loads(js.read_text())
     assert (
-        "**Cells from an earlier report**" in text and ": aspirin scratch. Their recipe: scratch: not recorded." in text
+        "**Cells from an earlier report**" in text
+        and "Their recipe: pretrained: not recorded; scratch: not recorded." in text
     )
     assert "One recipe for both inits" not in text  # no config.json here: nothing says the recipes agree
-    assert data["filled_from"]["pairs"] == ["aspirin scratch"]
+    assert data["filled_from"]["cells"] == [
+        "aspirin scratch: N=25, N=100",
+        "ethanol pretrained: N=25, N=100 seeds 0,1 there + 2 here",
+    ]
     old = {(s["molecule"], s["n_train"], s["init"]): s for s in json.loads(baseline.read_text())["stats"]}
     new = {(s["molecule"], s["n_train"], s["init"]): s for s in data["stats"]}
     assert new[("aspirin", 25, "scratch")]["force_mean"] == old[("aspirin", 25, "scratch")]["force_mean"]
-    assert ("ethanol", 25, "pretrained") not in new  # a missing cell of a pair that has runs stays missing
+    assert new[("ethanol", 25, "pretrained")]["force_mean"] == old[("ethanol", 25, "pretrained")]["force_mean"]
+    merged, values = new[("ethanol", 100, "pretrained")], np.array([0.010, 0.011, 0.012])
+    assert merged["seeds"] == [0, 1, 2] and merged["n"] == 3 and merged["n_cut"] == 0
+    assert merged["force_mean"] == pytest.approx(values.mean(), rel=1e-12)
+    assert merged["force_std"] == pytest.approx(values.std(ddof=1), rel=1e-9)
+    assert merged["force_max"] == pytest.approx(0.012) and merged["energy_mean"] == pytest.approx(0.0055)
     assert "| aspirin | 25 |" in text and "2.00×" in text
     assert data["recipes"] == {"pretrained": "not recorded", "scratch": "not recorded"}
+    assert {(r["molecule"], r["n_train"], r["init"], r["seed"]) for r in data["runs"]} >= {
+        ("ethanol", 100, "pretrained", 2)
+    }
+    assert all("run" not in r for r in data["runs"])  # no local paths in the archive
+    # a seed in both cannot be split out of the earlier mean
+    (cell / "seed0").mkdir()
+    (cell / "seed0" / "metrics.json").write_text(json.dumps(_fake_metrics(0.010)))
+    with pytest.raises(ValueError, match=r"ethanol N=100 pretrained: seeds \[0\] are in both"):
+        write_data_efficiency_report(part, tmp_path / "new", fill_from=baseline)
     # the earlier JSON now records recipes; a JSON without stats is refused
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="not a data-efficiency report"):
