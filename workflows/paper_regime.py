@@ -83,18 +83,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ship", action="store_true", help="ship paper-regime models that win on validation")
     parser.add_argument("--dest", type=Path, help="package-data folder (default: emgp_md/pretrained)")
     parser.add_argument("--readme", type=Path, help="with --ship: rewrite the shipped-models table of this README")
+    parser.add_argument(
+        "--report-name", default="results_paper_regime", help="the report's file name, without extension"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = session_root(parser, args, {"grid": {"molecules": []}})
     from emgp_md.reproduce.md17_report import SCHNET_F
-    from emgp_md.reproduce.session_report import write_paper_regime_report
+    from emgp_md.reproduce.paper_regime_report import write_paper_regime_report
     from emgp_md.reproduce.shipping import PACKAGE_DATA, models_table, update_readme
 
     dest = args.dest or PACKAGE_DATA
     index_path = dest / "index.json"
     shipped_before = json.loads(index_path.read_text()) if index_path.exists() else {}
     decisions = ship_if_better(root, args.data_dir, dest) if args.ship else None
-    log.info("wrote %s", write_paper_regime_report(root, args.report_dir, shipped_before, decisions))
+    log.info(
+        "wrote %s", write_paper_regime_report(root, args.report_dir, shipped_before, decisions, name=args.report_name)
+    )
     if (
         args.ship
         and args.readme

@@ -4,8 +4,8 @@
   of the ``test_01`` force and energy MAE over the finished seeds, the gain scratch / pretrained per N)
   and ``figures/data_efficiency.png`` (log-log force MAE against N, both inits, min–max bars over seeds,
   budgets in the title).
-- :func:`write_paper_regime_report`: ``results_paper_regime.md``: the paper-regime and paper-recipe runs
-  on ``test_01`` against the shipped model, the paper's Table 1 and, for aspirin, MACE and NequIP.
+
+The paper-regime report is :mod:`emgp_md.reproduce.paper_regime_report`.
 
 Only runs with ``finished: true`` enter the means; cut runs are counted and listed.
 """
@@ -26,16 +26,11 @@ from emgp_md.reproduce.grid_summary import (
     labels_saved,
     plateau_note,
 )
-from emgp_md.reproduce.md17_report import MACE_F_MEV, PAPER_BASE_F, PAPER_EMGP_F
 
 log = logging.getLogger(__name__)
-#: NequIP, rMD17 950 / 50, force MAE meV/Å (aspirin; the issue's comparison).
-NEQUIP_F_MEV = {"aspirin": 8.2}
-#: Issue #16 targets, test_01 force MAE kcal/mol/Å.
-TARGET_F = {"aspirin": 0.40, "ethanol": 0.10}
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -45,7 +40,7 @@ def collect_grid(root: str | Path) -> list[dict[str, Any]]:
     records = []
     for m in sorted((root / "grid").glob("*/N*/*/seed*/metrics.json")):
         mol, n, init, seed = m.parent.relative_to(root / "grid").parts
-        r = _read(m)
+        r = read_json(m)
         records.append(
             {
                 "molecule": mol,
@@ -119,7 +114,7 @@ def session_facts(root: Path) -> dict[str, Any]:
     gos = sorted(root.glob("go_*.json"))
     if not gos:
         return {}
-    go = _read(gos[-1])
+    go = read_json(gos[-1])
     return {
         "mps": go.get("mps"),
         "step_scale": go.get("step_scale"),
@@ -271,111 +266,3 @@ def _fill_note(lines: list[str], facts: dict[str, Any]) -> list[str]:
         ),
         "",
     ]
-
-
-def collect_long_runs(root: str | Path) -> list[dict[str, Any]]:
-    """Paper-regime and paper-recipe runs with metrics: kind, molecule, metrics, config."""
-    root = Path(root)
-    runs = []
-    for kind in ("paper_regime", "paper_recipe"):
-        for m in sorted((root / kind).glob("*/metrics.json")):
-            runs.append(
-                {
-                    "kind": kind,
-                    "molecule": m.parent.name,
-                    "run": str(m.parent),
-                    **_read(m),
-                    "config": _read(m.parent / "config.json"),
-                }
-            )
-    return runs
-
-
-def paper_regime_table(runs: list[dict[str, Any]], shipped: dict[str, Any]) -> str:
-    """Markdown table of the long runs against the shipped model, the paper and the targets."""
-    lines = [
-        (
-            "| run | molecule | train / val frames | steps (epochs) | train wall | finished | val F | test_01 E | "
-            "test_01 F | F meV/Å | shipped F | target | paper EGNN scratch / 3D-EMGP (MD17, 9,500) | MACE / NequIP |"
-        ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in runs:
-        t, v, mol = r.get("test") or {}, r.get("val") or {}, r["molecule"]
-        ship = (shipped.get(mol) or {}).get("test") or {}
-        sota = (
-            f"{MACE_F_MEV.get(mol, float('nan')):.1f} / {NEQUIP_F_MEV[mol]:.1f} meV/Å"
-            if mol in NEQUIP_F_MEV
-            else (f"{MACE_F_MEV[mol]:.1f} / – meV/Å" if mol in MACE_F_MEV else "–")
-        )
-        lines.append(
-            f"| {r['kind']} | {mol} | {r.get('n_train')} / {r.get('n_val')} | {r.get('steps')} ({r.get('epochs', 0):.1f}) "
-            f"| {r.get('train_wall_s', 0):.0f} s | {'yes' if r.get('finished') else 'cut'} "
-            f"| {v.get('force_mae_kcal_mol_A', float('nan')):.3f} | {t.get('energy_mae_kcal_mol', float('nan')):.3f} "
-            f"| **{t.get('force_mae_kcal_mol_A', float('nan')):.3f}** | {t.get('force_mae_meV_A', float('nan')):.1f} "
-            f"| {ship.get('force_mae_kcal_mol_A', float('nan')):.3f} "
-            f"| {f'≤ {TARGET_F[mol]:.2f}' if mol in TARGET_F else '–'} "
-            f"| {PAPER_BASE_F.get(mol, float('nan')):.3f} / {PAPER_EMGP_F.get(mol, float('nan')):.3f} | {sota} |"
-        )
-    return "\n".join(lines)
-
-
-def write_paper_regime_report(
-    root: str | Path,
-    report_dir: str | Path,
-    shipped_index: dict[str, Any],
-    ship_decisions: list[dict[str, Any]] | None = None,
-) -> Path:
-    """Write ``results_paper_regime.md`` from the long runs of ``root``."""
-    root, report_dir = Path(root), Path(report_dir)
-    runs = collect_long_runs(root)
-    if not runs:
-        raise FileNotFoundError(f"no paper_regime / paper_recipe runs with metrics under {root}")
-    devices = sorted({r.get("device", "?") for r in runs})
-    md = [
-        "# Paper-regime fine-tuning from the authors' checkpoint (issue #16 items 2 and 5)",
-        "",
-        f"Generated by `workflows/paper_regime.py --report-only` from `{root}`; device {', '.join(devices)}.",
-        "",
-        (
-            "- `paper_regime`: EGNN 7 × 128 from the authors' `checkpoint-3dmgp`, trained on every distinct rMD17 "
-            "frame outside `test_01` except 500 validation frames drawn from outside `train_01`; energy-std "
-            "scale, Adam lr 5e-4, MSE warm-up (20 %) then L1, cosine decay over the session's training time, batch "
-            "100, best-validation weights. `test_01` is used for this table only."
-        ),
-        (
-            "- `paper_recipe`: the paper's own recipe (L1, batch 100, lr 5e-4, ReduceLROnPlateau 0.9 / 30 epochs, "
-            "1,500 epochs planned) on 950 / 50 frames of `train_01`, cut by the session deadline."
-        ),
-        "",
-        (
-            "MAE on `test_01` (1,000 frames): energy kcal/mol, force kcal/mol/Å (and meV/Å). *shipped F*: the "
-            "package's current default for the molecule (`emgp_md/pretrained/index.json`). The paper's Table 1 is "
-            "on original MD17 with 9,500 training frames; MACE and NequIP on rMD17 with 950 frames."
-        ),
-        "",
-        paper_regime_table(runs, shipped_index),
-    ]
-    if ship_decisions:
-        md += [
-            "",
-            "## Shipping decisions (validation only)",
-            "",
-            (
-                "Both the new model and the shipped one are evaluated on the new run's validation frames "
-                "(outside `train_01` and `test_01`, so neither model trained on them); the new model is shipped "
-                "when its validation force MAE is lower."
-            ),
-            "",
-            "| molecule | new val F | shipped val F | shipped? |",
-            "|---|---|---|---|",
-        ]
-        for d in ship_decisions:
-            md.append(
-                f"| {d['molecule']} | {d['new_val_force']:.4f} | {d['old_val_force']:.4f} | "
-                f"{'yes' if d['shipped'] else 'no'} |"
-            )
-    path = report_dir / "results_paper_regime.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(md) + "\n")
-    return path

@@ -22,12 +22,12 @@ from emgp_md.reproduce.gpu_session import (
     paper_recipe_rows,
     paper_regime_rows,
 )
+from emgp_md.reproduce.paper_regime_report import write_paper_regime_report
 from emgp_md.reproduce.session_config import GridSpec, SessionConfig, load_session
 from emgp_md.reproduce.session_report import (
     aggregate_grid,
     collect_grid,
     write_data_efficiency_report,
-    write_paper_regime_report,
 )
 from emgp_md.reproduce.session_results import pack_results, summary_text
 from emgp_md.training.finetune import resolve_device
@@ -477,3 +477,21 @@ def test_plain_report_fills_lost_cells_and_merges_seeds_from_an_earlier_report(t
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="not a data-efficiency report"):
         write_data_efficiency_report(part, tmp_path / "new", fill_from=tmp_path / "bad.json")
+
+
+def test_paper_regime_report_reads_its_recipe_from_the_runs_and_takes_a_name(tmp_path):
+    from emgp_md.config import FinetuneConfig, to_dict
+
+    root = tmp_path / "session"
+    _fake_session(root)
+    shipped = {"aspirin": {"test": {"force_mae_kcal_mol_A": 0.8}}}
+    body = write_paper_regime_report(root, tmp_path / "docs", shipped).read_text()
+    assert "recipe not recorded in the run folders" in body and "energy-std" not in body
+    cfg = FinetuneConfig(
+        pretrained="ckpt", batch_size=32, lr=1e-3, energy_weight=0.01, force_weight=0.99, normalisation="force_rms"
+    )
+    (root / "paper_regime" / "aspirin" / "config.json").write_text(json.dumps({"config": to_dict(cfg)}))
+    md = write_paper_regime_report(root, tmp_path / "docs", shipped, name="results_paper_regime_cpu")
+    text = md.read_text()
+    assert md.name == "results_paper_regime_cpu.md"
+    assert "init the authors' checkpoint, Adam lr 0.001" in text and "0.01 E + 0.99 F" in text and "batch 32" in text
