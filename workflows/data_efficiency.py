@@ -20,6 +20,10 @@ Examples (from the repository root)::
     PYTHONPATH=$PWD python workflows/data_efficiency.py --report-only --root runs/de_scratch_cpu_ew001 \
         --fill-from docs/results_data_efficiency_cpu_ew001.json --report-dir docs \
         --report-name results_data_efficiency_cpu_ew001_all
+    # only some of the root's molecules (here: the two whose whole grid ran in that root):
+    PYTHONPATH=$PWD python workflows/data_efficiency.py --report-only --root runs/de_scratch_cpu_ew001 \
+        --molecules ethanol malonaldehyde --report-dir docs \
+        --report-name results_data_efficiency_cpu_ew001_ethanol_malonaldehyde
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         "finished run here (run folders that are gone) or add their seeds to this root's (seeds in both are an "
         "error); the report names them",
     )
+    parser.add_argument(
+        "--molecules", nargs="+", help="report only these molecules (default: every molecule with runs in the root)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = session_root(parser, args, {"paper_regime": {"molecules": []}, "paper_recipe": {"molecules": []}})
@@ -83,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         paths = write_fair_scratch_report(root, args.baseline, args.report_dir, zero_force, name=name)
     else:
         name = args.report_name or "results_data_efficiency"
-        paths = write_data_efficiency_report(root, args.report_dir, zero_force, name=name, fill_from=args.fill_from)
+        paths = write_data_efficiency_report(
+            root, args.report_dir, zero_force, name=name, fill_from=args.fill_from, molecules=args.molecules
+        )
     for path in paths:
         log.info("wrote %s", path)
     return 0

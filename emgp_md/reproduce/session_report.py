@@ -129,6 +129,7 @@ def write_data_efficiency_report(
     zero_force: dict[str, float] | None = None,
     name: str = "results_data_efficiency",
     fill_from: str | Path | None = None,
+    molecules: list[str] | None = None,
 ) -> list[Path]:
     """Write ``<name>.md``/``.json`` and a figure (``figures/data_efficiency.png`` for the default name,
     else ``figures/<name>.png``) from ``root``.
@@ -137,6 +138,8 @@ def write_data_efficiency_report(
     no finished run under ``root`` or add their seeds to this root's
     (:func:`~emgp_md.reproduce.grid_summary.fill_cells`); the report names them, with that report's budget.
     The JSON lists every run of ``root`` (``runs``: seed, steps, wall, test/validation MAEs) as an archive.
+    ``molecules``: report only these (default: every molecule with runs under ``root``); naming one
+    without runs there is an error.
 
     ``zero_force``: molecule → force MAE of predicting zero forces on ``test_01`` (kcal/mol/Å), to mark
     runs that never left the zero-force plateau. The recipe of each init is read from its runs'
@@ -148,6 +151,11 @@ def write_data_efficiency_report(
 
     root, report_dir = Path(root), Path(report_dir)
     records = collect_grid(root)
+    if molecules:
+        missing = sorted(set(molecules) - {r["molecule"] for r in records})
+        if missing:
+            raise ValueError(f"no grid runs for {', '.join(missing)} under {root / 'grid'}: drop them from molecules")
+        records = [r for r in records if r["molecule"] in molecules]
     if not records:
         raise FileNotFoundError(f"no grid runs with metrics under {root / 'grid'}")
     stats = aggregate_grid(records)
@@ -160,6 +168,7 @@ def write_data_efficiency_report(
     title = (
         f"EGNN 7×128 from the authors' 3D-EMGP checkpoint vs from scratch, {_RECIPE_WORD[same]}, "
         f"same steps per N; mean over seeds, bars min–max. {budget}"
+        + (f". Cells or seeds from {Path(fill_from).name}: {fill_facts.get('budget', 'budget as that report states')}" if filled else "")
     )
     figure = "data_efficiency" if name == "results_data_efficiency" else name
     fig_path = report_dir / "figures" / f"{figure}.png"

@@ -468,6 +468,10 @@ def test_plain_report_fills_lost_cells_and_merges_seeds_from_an_earlier_report(t
         ("ethanol", 100, "pretrained", 2)
     }
     assert all("run" not in r for r in data["runs"])  # no local paths in the archive
+    only = json.loads(write_data_efficiency_report(part, tmp_path / "one", molecules=["ethanol"])[1].read_text())
+    assert {s["molecule"] for s in only["stats"]} == {"ethanol"} and {r["molecule"] for r in only["runs"]} == {"ethanol"}
+    with pytest.raises(ValueError, match="no grid runs for uracil"):
+        write_data_efficiency_report(part, tmp_path / "one", molecules=["ethanol", "uracil"])
     # a seed in both cannot be split out of the earlier mean
     (cell / "seed0").mkdir()
     (cell / "seed0" / "metrics.json").write_text(json.dumps(_fake_metrics(0.010)))
