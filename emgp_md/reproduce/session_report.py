@@ -168,7 +168,11 @@ def write_data_efficiency_report(
     title = (
         f"EGNN 7×128 from the authors' 3D-EMGP checkpoint vs from scratch, {_RECIPE_WORD[same]}, "
         f"same steps per N; mean over seeds, bars min–max. {budget}"
-        + (f". Cells or seeds from {Path(fill_from).name}: {fill_facts.get('budget', 'budget as that report states')}" if filled else "")
+        + (
+            f". Cells or seeds from {Path(fill_from).name}: {fill_facts.get('budget', 'budget as that report states')}"
+            if filled
+            else ""
+        )
     )
     figure = "data_efficiency" if name == "results_data_efficiency" else name
     fig_path = report_dir / "figures" / f"{figure}.png"

@@ -12,7 +12,8 @@ steps, and stops at whichever comes first of
 
 The cosine learning rate follows the *progress* ``max(step / max_steps, wall / wall_budget_s)``,
 so a run sized by wall time still decays to ``min_lr`` at its end. The recipe (model, init,
-normalisation, loss, lr, batch size, seed, device) is a :class:`~emgp_md.config.FinetuneConfig`;
+normalisation, loss, lr, batch size, seed, device, ``compile_step``) is a
+:class:`~emgp_md.config.FinetuneConfig`;
 its ``epochs``, ``n_train``, ``n_val``, ``data`` and budgets are not used here. Frames are drawn
 in a seeded permutation per epoch, full batches only (``batch_size`` is capped at the number of
 training frames), so a run is reproducible from its step count and resumes exactly.
@@ -41,6 +42,7 @@ from emgp_md.data.graph import repeat_topology
 from emgp_md.data.rmd17 import ENERGY_UNIT, Frames
 from emgp_md.data.topology import Topology, topology_from_positions
 from emgp_md.models.checkpoint import load_checkpoint, make_metadata, save_checkpoint
+from emgp_md.models.egnn.compiled import compiled_forces
 from emgp_md.models.forces import energy_and_forces
 from emgp_md.training.csvlog import append_row
 from emgp_md.training.evaluate import evaluate
@@ -278,7 +280,8 @@ def train_steps(
         rows = torch.as_tensor(_batch_rows(len(train), batch, cfg.seed, step), device=device)
         graph = template.with_pos(coords[rows].reshape(-1, 3))
         opt.zero_grad(set_to_none=True)
-        pred_e, pred_f = energy_and_forces(model, graph, training=True)
+        with compiled_forces(cfg.compile_step, cfg.compile_mode):
+            pred_e, pred_f = energy_and_forces(model, graph, training=True)
         loss = energy_force_loss(
             pred_e,
             pred_f,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +200,24 @@ def test_train_steps_budget_cut_and_resume(tmp_path, tiny_rmd17):
     assert resumed["finished"] and resumed["steps"] == 4
     again = train_steps(_tiny_cfg(), train, val, None, tmp_path / "b", StepBudget(max_steps=4, val_every=2))
     assert again == json.loads((tmp_path / "b" / "metrics.json").read_text())
+
+
+def test_train_steps_honours_compile_step(tmp_path, tiny_rmd17, monkeypatch):
+    """compile_step in a session recipe takes the compiled training step (it was silently ignored)."""
+    from emgp_md.models.egnn import compiled
+
+    calls = []
+    monkeypatch.setattr(compiled.torch, "compile", lambda fn, **kw: calls.append(kw) or fn)  # traced fn runs eagerly
+    monkeypatch.setattr(compiled, "_compiled", {})
+    monkeypatch.setattr(compiled, "_failed", set())
+    data = load_frames(tiny_rmd17)
+    train, val = data.subset(np.arange(12)), data.subset(np.arange(12, 18))
+    budget = StepBudget(max_steps=2, val_every=2, save_model=False)
+    train_steps(_tiny_cfg(), train, val, None, tmp_path / "eager", budget)
+    assert calls == []
+    cfg = replace(_tiny_cfg(), compile_step=True)
+    done = train_steps(cfg, train, val, None, tmp_path / "compiled", budget)
+    assert len(calls) == 1 and done["finished"] and np.isfinite(done["val"]["force_mae_kcal_mol_A"])
 
 
 def test_cosine_lr_and_progress():
@@ -469,7 +488,9 @@ def test_plain_report_fills_lost_cells_and_merges_seeds_from_an_earlier_report(t
     }
     assert all("run" not in r for r in data["runs"])  # no local paths in the archive
     only = json.loads(write_data_efficiency_report(part, tmp_path / "one", molecules=["ethanol"])[1].read_text())
-    assert {s["molecule"] for s in only["stats"]} == {"ethanol"} and {r["molecule"] for r in only["runs"]} == {"ethanol"}
+    assert {s["molecule"] for s in only["stats"]} == {"ethanol"} and {r["molecule"] for r in only["runs"]} == {
+        "ethanol"
+    }
     with pytest.raises(ValueError, match="no grid runs for uracil"):
         write_data_efficiency_report(part, tmp_path / "one", molecules=["ethanol", "uracil"])
     # a seed in both cannot be split out of the earlier mean
