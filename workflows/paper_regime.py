@@ -2,7 +2,10 @@
 
 Runs the ``paper_regime`` and ``paper_recipe`` runs of a session config (without its grid) with
 ``workflows/gpu_session.py``'s driver, then writes ``results_paper_regime.md``. ``--report-only``
-only rebuilds the report from the run folders (e.g. unpacked results of an accelerator session).
+only rebuilds the report from the run folders (e.g. unpacked results of an accelerator session);
+``--add-root`` adds the runs of further session folders (one run per molecule and kind in all).
+A run's decision is written into its folder (``ship_decision.json``) and reused by later reports,
+so a report rebuilt after shipping still compares against the default it replaced.
 
 ``--ship`` makes a paper-regime model the package's default for its molecule when it beats the
 current default **on validation**: both are evaluated on the new run's validation frames (drawn
@@ -13,6 +16,10 @@ Examples (from the repository root)::
 
     PYTHONPATH=$PWD python workflows/paper_regime.py workflows/configs/gpu_session.yaml
     PYTHONPATH=$PWD python workflows/paper_regime.py --report-only --root runs/gpu_session --ship --readme README.md
+    # one report (and figure) of the CPU runs of several session folders:
+    PYTHONPATH=$PWD python workflows/paper_regime.py --report-only --root runs/paper_regime_cpu_ew001 \
+        --add-root runs/paper_regime_cpu_ew001_ethanol --add-root runs/paper_regime_cpu_ew001_uracil \
+        --report-dir docs --report-name results_paper_regime_cpu_ew001
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +35,26 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 log = logging.getLogger("paper_regime")
+#: Written into a paper-regime run folder by ``--ship``: the decision stands for later reports.
+DECISION_FILE = "ship_decision.json"
 
 
 def ship_if_better(root: Path, data_dir: Path, dest: Path) -> list[dict[str, Any]]:
     """Validation comparison and shipping of every finished paper-regime run under ``root``."""
+    from emgp_md.atomic import atomic_write_json
     from emgp_md.data.packed import load_packed, pack_path
     from emgp_md.reproduce.shipping import ship_checkpoint, validation_comparison
 
+    index_path = dest / "index.json"
     decisions = []
     for run in sorted((root / "paper_regime").glob("*/model.pt")):
         mol = run.parent.name
+        recorded = run.parent / DECISION_FILE
+        if recorded.exists():  # decided before: asking again would compare the run with itself once shipped
+            decision = json.loads(recorded.read_text())
+            log.info("%s: decided on %s (%s), not compared again", mol, decision.get("decided"), recorded)
+            decisions.append(decision)
+            continue
         metrics = json.loads((run.parent / "metrics.json").read_text())
         split = json.loads((run.parent / "split.json").read_text())
         pack = load_packed(pack_path(data_dir, mol))
@@ -51,12 +69,15 @@ def ship_if_better(root: Path, data_dir: Path, dest: Path) -> list[dict[str, Any
             else (validation_comparison(run, run, frames)[0], {"force_mae_kcal_mol_A": float("inf")})
         )
         better = new_val["force_mae_kcal_mol_A"] < old_val["force_mae_kcal_mol_A"]
+        index = json.loads(index_path.read_text()) if index_path.exists() else {}
         decision = {
             "molecule": mol,
             "new_val_force": new_val["force_mae_kcal_mol_A"],
             "old_val_force": old_val["force_mae_kcal_mol_A"],
+            "old_test_force": ((index.get(mol) or {}).get("test") or {}).get("force_mae_kcal_mol_A"),
             "shipped": better,
             "finished": metrics.get("finished"),
+            "decided": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
         if better:
             training = (
@@ -65,6 +86,7 @@ def ship_if_better(root: Path, data_dir: Path, dest: Path) -> list[dict[str, Any
                 f"frames outside `test_01`"
             )
             ship_checkpoint(run, mol, training, dest)
+        atomic_write_json(recorded, decision)
         log.info(
             "%s: new val F %.4f vs shipped %.4f -> %s",
             mol,
@@ -86,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report-name", default="results_paper_regime", help="the report's file name, without extension"
     )
+    parser.add_argument(
+        "--add-root",
+        type=Path,
+        action="append",
+        default=[],
+        help="another session folder whose long runs join the report (and --ship); repeatable",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = session_root(parser, args, {"grid": {"molecules": []}})
@@ -96,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     dest = args.dest or PACKAGE_DATA
     index_path = dest / "index.json"
     shipped_before = json.loads(index_path.read_text()) if index_path.exists() else {}
-    decisions = ship_if_better(root, args.data_dir, dest) if args.ship else None
+    roots = [root, *args.add_root]
+    decisions = [d for r in roots for d in ship_if_better(r, args.data_dir, dest)] if args.ship else None
     log.info(
-        "wrote %s", write_paper_regime_report(root, args.report_dir, shipped_before, decisions, name=args.report_name)
+        "wrote %s", write_paper_regime_report(roots, args.report_dir, shipped_before, decisions, name=args.report_name)
     )
     if (
         args.ship

@@ -187,3 +187,33 @@ def plot_learn_vs_scratch(rows: list[dict[str, Any]], title: str) -> Any:
     ax.set_title(title, fontsize=8, wrap=True)
     fig.tight_layout()
     return fig
+
+
+def plot_paper_regime_curves(runs: list[dict[str, Any]], targets: dict[str, float], title: str) -> Any:
+    """Validation force MAE against epochs of long fine-tuning runs, one panel per molecule.
+
+    ``runs``: ``molecule``, ``label`` (legend text, with the run's budget), ``epoch`` and
+    ``val_force`` (kcal/mol/Å) lists, optional ``shipped_val`` (the previous default on the same
+    validation frames); ``targets``: molecule → target force MAE, drawn dashed.
+    """
+    plt = pyplot()
+    mols = sorted({r["molecule"] for r in runs})
+    fig, axes = plt.subplots(1, len(mols), figsize=(4.6 * len(mols), 4.2), squeeze=False)
+    for ax, mol in zip(axes.flat, mols):
+        for r in (r for r in runs if r["molecule"] == mol):
+            (line,) = ax.plot(r["epoch"], r["val_force"], marker=".", ms=3, label=r["label"])
+            if r.get("shipped_val") is not None:
+                ax.axhline(
+                    r["shipped_val"], color=line.get_color(), ls=":", lw=1, label="previous default, same frames"
+                )
+        if mol in targets:
+            ax.axhline(targets[mol], color="grey", ls="--", lw=1, label=f"issue target {targets[mol]:.2f}")
+        ax.set_yscale("log")
+        ax.set_title(mol)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation force MAE (kcal/mol/Å)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle(title, fontsize=8, wrap=True)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig

@@ -19,12 +19,19 @@ NEQUIP_F_MEV = {"aspirin": 8.2}
 TARGET_F = {"aspirin": 0.40, "ethanol": 0.10}
 
 
-def collect_long_runs(root: str | Path) -> list[dict[str, Any]]:
-    """Paper-regime and paper-recipe runs with metrics: kind, molecule, metrics, config."""
-    root = Path(root)
-    runs = []
-    for kind in ("paper_regime", "paper_recipe"):
-        for m in sorted((root / kind).glob("*/metrics.json")):
+def collect_long_runs(root: str | Path | list[str | Path]) -> list[dict[str, Any]]:
+    """Paper-regime and paper-recipe runs with metrics under one session folder or several: kind,
+    molecule, metrics, config. The same kind and molecule in two folders is an error (which run
+    would the report and the shipping mean?)."""
+    roots = [Path(r) for r in root] if isinstance(root, list) else [Path(root)]
+    runs: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str], Path] = {}
+    for kind, folder in ((k, r) for r in roots for k in ("paper_regime", "paper_recipe")):
+        for m in sorted((folder / kind).glob("*/metrics.json")):
+            key = (kind, m.parent.name)
+            if key in seen:
+                raise ValueError(f"{kind}/{key[1]} is in both {seen[key]} and {folder}: report them separately")
+            seen[key] = folder
             runs.append(
                 {
                     "kind": kind,
@@ -37,8 +44,14 @@ def collect_long_runs(root: str | Path) -> list[dict[str, Any]]:
     return runs
 
 
-def paper_regime_table(runs: list[dict[str, Any]], shipped: dict[str, Any]) -> str:
-    """Markdown table of the long runs against the shipped model, the paper and the targets."""
+def paper_regime_table(
+    runs: list[dict[str, Any]], shipped: dict[str, Any], replaced: dict[str, float] | None = None
+) -> str:
+    """Markdown table of the long runs against the shipped model, the paper and the targets.
+
+    ``replaced``: molecule → test force MAE of the default a run was compared with when it was
+    shipped (shown instead of ``shipped``'s, which is then the run itself)."""
+    replaced = replaced or {}
     lines = [
         (
             "| run | molecule | train / val frames | steps (epochs) | train wall | finished | val F | test_01 E | "
@@ -48,7 +61,7 @@ def paper_regime_table(runs: list[dict[str, Any]], shipped: dict[str, Any]) -> s
     ]
     for r in runs:
         t, v, mol = r.get("test") or {}, r.get("val") or {}, r["molecule"]
-        ship = (shipped.get(mol) or {}).get("test") or {}
+        ship_f = replaced.get(mol, ((shipped.get(mol) or {}).get("test") or {}).get("force_mae_kcal_mol_A"))
         sota = (
             f"{MACE_F_MEV.get(mol, float('nan')):.1f} / {NEQUIP_F_MEV[mol]:.1f} meV/Å"
             if mol in NEQUIP_F_MEV
@@ -59,7 +72,7 @@ def paper_regime_table(runs: list[dict[str, Any]], shipped: dict[str, Any]) -> s
             f"| {r.get('train_wall_s', 0):.0f} s | {'yes' if r.get('finished') else 'cut'} "
             f"| {v.get('force_mae_kcal_mol_A', float('nan')):.3f} | {t.get('energy_mae_kcal_mol', float('nan')):.3f} "
             f"| **{t.get('force_mae_kcal_mol_A', float('nan')):.3f}** | {t.get('force_mae_meV_A', float('nan')):.1f} "
-            f"| {ship.get('force_mae_kcal_mol_A', float('nan')):.3f} "
+            f"| {float('nan') if ship_f is None else ship_f:.3f} "
             f"| {f'≤ {TARGET_F[mol]:.2f}' if mol in TARGET_F else '–'} "
             f"| {PAPER_BASE_F.get(mol, float('nan')):.3f} / {PAPER_EMGP_F.get(mol, float('nan')):.3f} | {sota} |"
         )
@@ -67,24 +80,29 @@ def paper_regime_table(runs: list[dict[str, Any]], shipped: dict[str, Any]) -> s
 
 
 def write_paper_regime_report(
-    root: str | Path,
+    root: str | Path | list[str | Path],
     report_dir: str | Path,
     shipped_index: dict[str, Any],
     ship_decisions: list[dict[str, Any]] | None = None,
     name: str = "results_paper_regime",
 ) -> Path:
-    """Write ``<name>.md`` from the long runs of ``root``; each kind's recipe is read from its runs'
-    ``config.json`` (:func:`~emgp_md.reproduce.grid_summary.recipe_text`)."""
-    root, report_dir = Path(root), Path(report_dir)
-    runs = collect_long_runs(root)
+    """Write ``<name>.md`` and ``figures/<name>.png`` (validation force MAE against epochs, from each
+    run's ``log.csv``) from the long runs of ``root`` (one session folder or several); each kind's recipe
+    is read from its runs' ``config.json`` (:func:`~emgp_md.reproduce.grid_summary.recipe_text`)."""
+    roots = [Path(r) for r in root] if isinstance(root, list) else [Path(root)]
+    report_dir = Path(report_dir)
+    runs = collect_long_runs(roots)
     if not runs:
-        raise FileNotFoundError(f"no paper_regime / paper_recipe runs with metrics under {root}")
+        raise FileNotFoundError(f"no paper_regime / paper_recipe runs with metrics under {', '.join(map(str, roots))}")
     devices = sorted({r.get("device", "?") for r in runs})
     regime_recipe = _long_recipe([r for r in runs if r["kind"] == "paper_regime"])
     md = [
         "# Paper-regime fine-tuning from the authors' checkpoint (issue #16 items 2 and 5)",
         "",
-        f"Generated by `workflows/paper_regime.py --report-only` from `{root}`; device {', '.join(devices)}.",
+        (
+            f"Generated by `workflows/paper_regime.py --report-only` from "
+            f"{', '.join(f'`{r}`' for r in roots)}; device {', '.join(devices)}."
+        ),
         "",
         (
             "- `paper_regime`: EGNN 7 × 128 from the authors' `checkpoint-3dmgp`, trained on every distinct rMD17 "
@@ -99,11 +117,15 @@ def write_paper_regime_report(
         "",
         (
             "MAE on `test_01` (1,000 frames): energy kcal/mol, force kcal/mol/Å (and meV/Å). *shipped F*: the "
-            "package's current default for the molecule (`emgp_md/pretrained/index.json`). The paper's Table 1 is "
+            "package's default for the molecule when the run was compared with it (`emgp_md/pretrained/index.json`). The paper's Table 1 is "
             "on original MD17 with 9,500 training frames; MACE and NequIP on rMD17 with 950 frames."
         ),
         "",
-        paper_regime_table(runs, shipped_index),
+        paper_regime_table(
+            runs,
+            shipped_index,
+            {d["molecule"]: d["old_test_force"] for d in ship_decisions or [] if d.get("old_test_force") is not None},
+        ),
     ]
     if ship_decisions:
         md += [
@@ -124,9 +146,45 @@ def write_paper_regime_report(
                 f"| {d['molecule']} | {d['new_val_force']:.4f} | {d['old_val_force']:.4f} | "
                 f"{'yes' if d['shipped'] else 'no'} |"
             )
+    figure = _curves_figure(runs, ship_decisions or [], report_dir / "figures" / f"{name}.png")
+    if figure is not None:
+        md += ["", f"![validation force MAE against epochs](figures/{figure.name})"]
     path = report_dir / f"{name}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(md) + "\n")
+    return path
+
+
+def _curves_figure(runs: list[dict[str, Any]], decisions: list[dict[str, Any]], path: Path) -> Path | None:
+    """The validation curves of the runs that have a ``log.csv``, their budgets in the legend; None if none."""
+    from emgp_md.plots import save_figure
+    from emgp_md.plots.md import read_csv
+    from emgp_md.plots.reports import plot_paper_regime_curves
+
+    old_val = {d["molecule"]: d["old_val_force"] for d in decisions}
+    curves = []
+    for r in runs:
+        log_csv = Path(r["run"]) / "log.csv"
+        if not log_csv.exists():
+            continue
+        cols = read_csv(log_csv)
+        curves.append(
+            {
+                "molecule": r["molecule"],
+                "label": (
+                    f"{r['kind']}: {r.get('n_train')} frames, {r.get('steps')} steps, "
+                    f"{r.get('epochs', 0):.0f} epochs, {r.get('train_wall_s', 0):.0f} s on {r.get('device', '?')}"
+                ),
+                "epoch": cols["epoch"],
+                "val_force": cols["val_force_mae"],
+                "shipped_val": old_val.get(r["molecule"]) if r["kind"] == "paper_regime" else None,
+            }
+        )
+    if not curves:
+        return None
+    title = "Paper-regime fine-tuning from the authors' checkpoint: validation force MAE (best weights shipped)"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(plot_paper_regime_curves(curves, TARGET_F, title), path)
     return path
 
 

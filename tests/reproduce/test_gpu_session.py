@@ -520,3 +520,47 @@ def test_paper_regime_report_reads_its_recipe_from_the_runs_and_takes_a_name(tmp
     text = md.read_text()
     assert md.name == "results_paper_regime_cpu.md"
     assert "init the authors' checkpoint, Adam lr 0.001" in text and "0.01 E + 0.99 F" in text and "batch 32" in text
+
+
+def test_paper_regime_report_joins_session_folders_and_plots_the_validation_curves(tmp_path):
+    first, second = tmp_path / "s1", tmp_path / "s2"
+    _fake_session(first)
+    run = second / "paper_regime" / "ethanol"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps(_fake_metrics(0.12, n_train=8133, n_val=500, epochs=140.0)))
+    (run / "log.csv").write_text("step,epoch,val_force_mae\n200,0.8,0.9\n400,1.6,0.4\n")
+    decisions = [{"molecule": "ethanol", "new_val_force": 0.12, "old_val_force": 0.15, "shipped": True}]
+    md = write_paper_regime_report([first, second], tmp_path / "docs", {}, decisions, name="joined")
+    text = md.read_text()
+    assert (
+        f"`{first}`, `{second}`" in text
+        and "| paper_regime | aspirin |" in text
+        and "| paper_regime | ethanol |" in text
+    )
+    assert "![validation force MAE against epochs](figures/joined.png)" in text
+    assert (tmp_path / "docs" / "figures" / "joined.png").stat().st_size > 10_000
+    (first / "paper_regime" / "ethanol").mkdir()
+    (first / "paper_regime" / "ethanol" / "metrics.json").write_text(json.dumps(_fake_metrics(0.2)))
+    with pytest.raises(ValueError, match="paper_regime/ethanol is in both"):
+        write_paper_regime_report([first, second], tmp_path / "docs", {})
+
+
+def test_a_recorded_ship_decision_stands_for_later_reports(tmp_path):
+    """Once a run is shipped, comparing it again would compare it with itself: its folder's
+    ship_decision.json is reused (with the test MAE of the default it replaced)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("paper_regime_wf", REPO / "workflows" / "paper_regime.py")
+    wf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wf)
+    run = tmp_path / "s" / "paper_regime" / "aspirin"
+    run.mkdir(parents=True)
+    (run / "model.pt").write_bytes(b"not read")
+    recorded = {"molecule": "aspirin", "new_val_force": 0.716, "old_val_force": 0.799, "old_test_force": 0.801}
+    recorded["shipped"] = True
+    (run / wf.DECISION_FILE).write_text(json.dumps(recorded))
+    assert wf.ship_if_better(tmp_path / "s", tmp_path / "no-packs", tmp_path / "dest") == [recorded]
+    (run / "metrics.json").write_text(json.dumps(_fake_metrics(0.718, n_train=8133, n_val=500)))
+    shipped_now = {"aspirin": {"test": {"force_mae_kcal_mol_A": 0.718}}}
+    text = write_paper_regime_report(tmp_path / "s", tmp_path / "docs", shipped_now, [recorded]).read_text()
+    assert "| 0.801 | ≤ 0.40 |" in text  # the replaced default's test MAE, not the run's own
