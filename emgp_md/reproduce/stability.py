@@ -33,8 +33,8 @@ def run_stability(
     Returns
     -------
     dict
-        :meth:`emgp_md.analysis.MDAnalysis.summary` plus ``molecule``, ``md_wall_s`` and
-        ``steps_per_s``; also written to ``<out_dir>/<molecule>_analysis.json``.
+        :meth:`emgp_md.analysis.MDAnalysis.summary` plus ``molecule``, ``md_wall_s``,
+        ``steps_per_s`` and ``model_sha256`` (the shipped file's SHA-256); also written to ``<out_dir>/<molecule>_analysis.json``.
     """
     from emgp_md.analysis import analyze_trajectory
     from emgp_md.calculator import EMGPCalculator
@@ -42,7 +42,7 @@ def run_stability(
     from emgp_md.md import run_md
     from emgp_md.plots import save_figure
     from emgp_md.plots.md import plot_md_analysis
-    from emgp_md.pretrained import load_structure
+    from emgp_md.pretrained import file_sha256, load_structure, model_path
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,6 +75,7 @@ def run_stability(
         "md_wall_s": wall,
         "steps_per_s": settings.steps / wall,
         "settings": settings.__dict__,
+        "model_sha256": file_sha256(model_path(molecule)),  # which shipped model was run (defaults get replaced)
     }
     data = json.loads(analysis.to_json())
     data.update(summary)

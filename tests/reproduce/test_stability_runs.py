@@ -6,6 +6,7 @@ from pathlib import Path
 
 from emgp_md.analysis.stability import StabilitySettings, stability_table
 from emgp_md.plots.reports import plot_hr_grid
+from emgp_md.pretrained import available_models
 from emgp_md.reproduce.stability import run_stability
 
 
@@ -17,6 +18,7 @@ def test_stability_run_analysis_and_skip(tmp_path: Path, tiny_rmd17: Path) -> No
     assert abs(s["duration_ps"] - 0.05) < 1e-9
     assert s["stable_time_ps"] == s["duration_ps"]  # a shipped model keeps ethanol's bonds for 50 fs
     assert 0.0 < s["h_r"]["overlap"] <= 1.0
+    assert s["model_sha256"] == available_models()["ethanol"]["sha256"]  # which default was run
     summary = tmp_path / "ethanol_analysis.json"
     stamp = summary.stat().st_mtime_ns
     again = run_stability("ethanol", tmp_path, settings, reference_npz=tiny_rmd17, progress=False)
