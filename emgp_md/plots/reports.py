@@ -198,7 +198,7 @@ def plot_paper_regime_curves(runs: list[dict[str, Any]], targets: dict[str, floa
     """
     plt = pyplot()
     mols = sorted({r["molecule"] for r in runs})
-    fig, axes = plt.subplots(1, len(mols), figsize=(4.6 * len(mols), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(mols), figsize=(4.8 * len(mols), 5.2), squeeze=False)
     for ax, mol in zip(axes.flat, mols):
         for r in (r for r in runs if r["molecule"] == mol):
             (line,) = ax.plot(r["epoch"], r["val_force"], marker=".", ms=3, label=r["label"])
@@ -213,7 +213,7 @@ def plot_paper_regime_curves(runs: list[dict[str, Any]], targets: dict[str, floa
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation force MAE (kcal/mol/Å)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     fig.suptitle(title, fontsize=8, wrap=True)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     return fig

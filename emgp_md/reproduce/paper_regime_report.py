@@ -114,6 +114,7 @@ def write_paper_regime_report(
             "- `paper_recipe`: the paper's own recipe (L1, batch 100, lr 5e-4, ReduceLROnPlateau 0.9 / 30 epochs, "
             "1,500 epochs planned) on 950 / 50 frames of `train_01`, cut by the session deadline."
         ),
+        f"- Per run (speed only, not the recipe): {_run_setup(runs)}.",
         "",
         (
             "MAE on `test_01` (1,000 frames): energy kcal/mol, force kcal/mol/Å (and meV/Å). *shipped F*: the "
@@ -195,3 +196,14 @@ def _long_recipe(runs: list[dict[str, Any]]) -> str:
         return "recipe not recorded in the run folders (see the session config)"
     batches = sorted({(r.get("config") or {}).get("config", {}).get("batch_size") for r in runs} - {None})
     return f"{text}, batch {'/'.join(map(str, batches))}"
+
+
+def _run_setup(runs: list[dict[str, Any]]) -> str:
+    """Threads and training-step path of each run, from its ``config.json`` (what its wall time bought)."""
+    parts = []
+    for r in runs:
+        cfg = (r.get("config") or {}).get("config") or {}
+        step = "compiled step" if cfg.get("compile_step") else "eager step"
+        threads = cfg.get("threads")
+        parts.append(f"{r['kind']} {r['molecule']}: {threads or '?'} thread{'' if threads == 1 else 's'}, {step}")
+    return "; ".join(parts)
