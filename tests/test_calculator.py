@@ -180,11 +180,13 @@ def test_default_calculator_picks_shipped_model_by_formula(name):
     assert atoms.calc.metadata["name"] == name
     assert atoms.calc.metadata["units"]["energy"] == "kcal/mol"
     assert np.isfinite(e) and np.all(np.isfinite(f)) and f.shape == (len(atoms), 3)
-    # the energy itself, not just a finite number: within 0.5 eV of the model's own reference frame
-    # (ase.build's ethanol used to come out 10.4 eV too high, its atoms mapped onto the wrong graph)
+    # the energy itself, not just a finite number (ase.build's ethanol used to come out 10.4 eV too
+    # high, its atoms mapped onto the wrong graph): against the model's own reference frame, an rMD17
+    # frame from 500 K MD, a near-equilibrium geometry lies lower by about its thermal potential
+    # energy (21 internal modes of ethanol x kT/2 at 500 K: ~0.45 eV, fluctuating), never far higher
     ref = reference_atoms(name)
     ref.calc = EMGPCalculator(name)
-    assert abs(e - ref.get_potential_energy()) < 0.5
+    assert -1.5 < e - ref.get_potential_energy() < 0.5
     assert np.abs(f).max() < 10.0
 
 
