@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -135,3 +136,21 @@ def small_checkpoint(tmp_path: Path) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def compile_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """``torch.compile`` replaced by the identity (the traced function runs eagerly); records calls.
+    The module's caches start empty and are restored afterwards."""
+    from emgp_md.models.egnn import compiled
+
+    calls: list[dict[str, Any]] = []
+
+    def identity(fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
+        calls.append(kwargs)
+        return fn
+
+    monkeypatch.setattr(compiled.torch, "compile", identity)
+    monkeypatch.setattr(compiled, "_compiled", {})
+    monkeypatch.setattr(compiled, "_failed", set())
+    return calls

@@ -46,6 +46,7 @@ def ship_if_better(root: Path, data_dir: Path, dest: Path) -> list[dict[str, Any
     from emgp_md.reproduce.shipping import ship_checkpoint, validation_comparison
 
     index_path = dest / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}  # before this root's shipping
     decisions = []
     for run in sorted((root / "paper_regime").glob("*/model.pt")):
         mol = run.parent.name
@@ -69,7 +70,6 @@ def ship_if_better(root: Path, data_dir: Path, dest: Path) -> list[dict[str, Any
             else (validation_comparison(run, run, frames)[0], {"force_mae_kcal_mol_A": float("inf")})
         )
         better = new_val["force_mae_kcal_mol_A"] < old_val["force_mae_kcal_mol_A"]
-        index = json.loads(index_path.read_text()) if index_path.exists() else {}
         decision = {
             "molecule": mol,
             "new_val_force": new_val["force_mae_kcal_mol_A"],

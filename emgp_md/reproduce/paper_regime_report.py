@@ -19,11 +19,16 @@ NEQUIP_F_MEV = {"aspirin": 8.2}
 TARGET_F = {"aspirin": 0.40, "ethanol": 0.10}
 
 
+def _as_roots(root: str | Path | list[str | Path]) -> list[Path]:
+    """One session folder or several, as a list of paths."""
+    return [Path(r) for r in root] if isinstance(root, list) else [Path(root)]
+
+
 def collect_long_runs(root: str | Path | list[str | Path]) -> list[dict[str, Any]]:
     """Paper-regime and paper-recipe runs with metrics under one session folder or several: kind,
     molecule, metrics, config. The same kind and molecule in two folders is an error (which run
     would the report and the shipping mean?)."""
-    roots = [Path(r) for r in root] if isinstance(root, list) else [Path(root)]
+    roots = _as_roots(root)
     runs: list[dict[str, Any]] = []
     seen: dict[tuple[str, str], Path] = {}
     for kind, folder in ((k, r) for r in roots for k in ("paper_regime", "paper_recipe")):
@@ -89,7 +94,7 @@ def write_paper_regime_report(
     """Write ``<name>.md`` and ``figures/<name>.png`` (validation force MAE against epochs, from each
     run's ``log.csv``) from the long runs of ``root`` (one session folder or several); each kind's recipe
     is read from its runs' ``config.json`` (:func:`~emgp_md.reproduce.grid_summary.recipe_text`)."""
-    roots = [Path(r) for r in root] if isinstance(root, list) else [Path(root)]
+    roots = _as_roots(root)
     report_dir = Path(report_dir)
     runs = collect_long_runs(roots)
     if not runs:
@@ -118,8 +123,9 @@ def write_paper_regime_report(
         "",
         (
             "MAE on `test_01` (1,000 frames): energy kcal/mol, force kcal/mol/Å (and meV/Å). *shipped F*: the "
-            "package's default for the molecule when the run was compared with it (`emgp_md/pretrained/index.json`). The paper's Table 1 is "
-            "on original MD17 with 9,500 training frames; MACE and NequIP on rMD17 with 950 frames."
+            "package's default for the molecule when the run was compared with it "
+            "(`emgp_md/pretrained/index.json`). The paper's Table 1 is on original MD17 with 9,500 training "
+            "frames; MACE and NequIP on rMD17 with 950 frames."
         ),
         "",
         paper_regime_table(

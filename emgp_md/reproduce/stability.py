@@ -34,7 +34,8 @@ def run_stability(
     -------
     dict
         :meth:`emgp_md.analysis.MDAnalysis.summary` plus ``molecule``, ``md_wall_s``,
-        ``steps_per_s`` and ``model_sha256`` (the shipped file's SHA-256); also written to ``<out_dir>/<molecule>_analysis.json``.
+        ``steps_per_s`` and ``model_sha256`` (the shipped file's SHA-256); also written to
+        ``<out_dir>/<molecule>_analysis.json``.
     """
     from emgp_md.analysis import analyze_trajectory
     from emgp_md.calculator import EMGPCalculator

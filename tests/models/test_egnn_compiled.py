@@ -23,22 +23,6 @@ from emgp_md.models.forces import energy_and_forces
 from emgp_md.training.losses import energy_force_loss
 
 
-@pytest.fixture
-def compile_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """``torch.compile`` replaced by the identity (the traced function runs eagerly); records calls.
-    The module's caches start empty and are restored afterwards."""
-    calls: list[dict[str, Any]] = []
-
-    def identity(fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
-        calls.append(kwargs)
-        return fn
-
-    monkeypatch.setattr(compiled.torch, "compile", identity)
-    monkeypatch.setattr(compiled, "_compiled", {})
-    monkeypatch.setattr(compiled, "_failed", set())
-    return calls
-
-
 def _step(model: torch.nn.Module, graph: GraphBatch, *, compile_on: bool, explicit: bool = True) -> list[torch.Tensor]:
     """Energies, forces and the force-loss gradient of every parameter (zeros where none)."""
     model.zero_grad(set_to_none=True)

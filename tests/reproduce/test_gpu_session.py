@@ -202,14 +202,9 @@ def test_train_steps_budget_cut_and_resume(tmp_path, tiny_rmd17):
     assert again == json.loads((tmp_path / "b" / "metrics.json").read_text())
 
 
-def test_train_steps_honours_compile_step(tmp_path, tiny_rmd17, monkeypatch):
+def test_train_steps_honours_compile_step(tmp_path, tiny_rmd17, compile_calls):
     """compile_step in a session recipe takes the compiled training step (it was silently ignored)."""
-    from emgp_md.models.egnn import compiled
-
-    calls = []
-    monkeypatch.setattr(compiled.torch, "compile", lambda fn, **kw: calls.append(kw) or fn)  # traced fn runs eagerly
-    monkeypatch.setattr(compiled, "_compiled", {})
-    monkeypatch.setattr(compiled, "_failed", set())
+    calls = compile_calls
     data = load_frames(tiny_rmd17)
     train, val = data.subset(np.arange(12)), data.subset(np.arange(12, 18))
     budget = StepBudget(max_steps=2, val_every=2, save_model=False)
